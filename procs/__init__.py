@@ -1,0 +1,1 @@
+"""Supervised processes: each module is one supervisord program, run as `python -m procs.<name>`."""

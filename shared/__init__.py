@@ -1,0 +1,1 @@
+"""The library every SelfLearningTrader process imports."""

@@ -1,0 +1,279 @@
+"""Configuration: `config/default.toml`, overlaid by `config/<mode>.toml`, then by the file named
+in `SLT_CONFIG` (a user's local overrides, kept outside the repo), decoded into one frozen, typed
+object.
+
+Code receives `Config`, never a dict. Decoding rejects unknown keys and wrong types; cross-field
+checks are small functions that each raise `ConfigError` with one sentence. Secrets never live in
+the repo's config: in live mode the API key and secret come from the environment
+(`SLT_API_KEY`, `SLT_API_SECRET`) or from a file outside the repo (`exchange.api_secret_file`);
+the paper exchange's documented, non-secret credentials live in `config/paper.toml`.
+
+Error classes:
+    ConfigError(Exception)   broken configuration; processes exit with code 2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO_ROOT / "config"
+MODES = ("paper", "live")
+
+
+class ConfigError(Exception):
+    """The configuration is broken; the message is one sentence naming key, value and limit."""
+
+
+@dataclass(frozen=True)
+class ExchangeConfig:
+    rest_url: str  # base URL of the REST API, e.g. https://fapi.binance.com
+    ws_url: str  # base URL of the market/user WebSocket streams, e.g. wss://fstream.binance.com
+    api_key: str = field(default="", repr=False)  # paper mode only; live keys come from the env
+    api_secret: str = field(default="", repr=False)  # paper mode only; live secret from env/file
+    api_secret_file: str = ""  # live: path of a file outside the repo holding the secret
+    recv_window_ms: int = 5000  # recvWindow sent with signed requests, milliseconds
+
+    def __repr__(self) -> str:
+        key = self.api_key[:4] + "…" if self.api_key else ""
+        return (
+            f"ExchangeConfig(rest_url={self.rest_url!r}, ws_url={self.ws_url!r}, api_key={key!r})"
+        )
+
+
+@dataclass(frozen=True)
+class PaperExchangeConfig:
+    host: str  # interface the paper exchange binds
+    port: int  # one port for REST and WebSocket
+    speed: float  # simulated seconds per real second (1 = real time, 60 = a minute per second)
+    data_dir: str  # directory with klines/ and funding/ (relative to the repo root)
+    state_path: str  # JSON state file; orders, positions and balances survive a restart
+    symbols: tuple[str, ...]  # replayed USDT-M perpetuals; each needs data and a real spec
+    api_key: str = field(repr=False)  # the paper account's API key (documented, not a secret)
+    api_secret: str = field(repr=False)  # the paper account's secret (documented, not a secret)
+    initial_balance_usdt: float = 10000.0  # wallet balance of a fresh paper account, USDT
+    maker_fee_rate: float = 0.0002  # fraction of notional
+    taker_fee_rate: float = 0.0004  # fraction of notional
+    market_slippage_bps: float = 0.0  # added to MARKET fills against the taker, basis points
+    countdown_cancels_algo: bool = False  # whether countdownCancelAll also cancels algo orders
+    ws_ping_interval_s: float = 180.0  # server ping frames (Binance: every 3 minutes)
+    ws_pong_timeout_s: float = (
+        600.0  # close a connection with no pong for this long (Binance: 10 min)
+    )
+    ws_max_lifetime_s: float = 86400.0  # forced disconnect after this long (Binance: 24 h)
+    ws_push_interval_ms: int = 250  # real ms between market-stream pushes (kline: 250 ms)
+    listen_key_validity_s: float = 3600.0  # a listenKey expires this long after its last keep-alive
+    request_weight_limit_1m: int = 2400  # REQUEST_WEIGHT per minute per IP
+    order_limit_10s: int = 300  # ORDERS per 10 seconds per account
+    order_limit_1m: int = 1200  # ORDERS per minute per account
+    ban_after_429s: int = 3  # 429 answers in one minute after which the IP gets 418
+    ban_s: float = 120.0  # length of an IP ban (418), seconds
+    max_catch_up_s: float = 86400.0  # simulated time replayed step by step after a restart
+
+    def __repr__(self) -> str:
+        return (
+            f"PaperExchangeConfig(host={self.host!r}, port={self.port}, speed={self.speed}, "
+            f"symbols={self.symbols!r}, state_path={self.state_path!r})"
+        )
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: str = ""  # external Redis URL; empty = the stack's private instance
+    private_port: int = 6391  # port of the private instance started under supervisord
+    socket_timeout_s: float = 2.0  # every Redis call has this deadline
+
+
+@dataclass(frozen=True)
+class PostgresConfig:
+    dsn: str = ""  # external PostgreSQL DSN; empty = the stack's private instance
+    private_port: int = 5441  # port of the private instance started under supervisord
+    database: str = "slt"  # database name of the private instance
+    command_timeout_s: float = 5.0  # every query has this deadline
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    dir: str = "run"  # runtime directory: sockets, logs, databases, state (relative to repo root)
+    log_level: str = "INFO"  # DEBUG, INFO, WARNING or ERROR
+
+
+@dataclass(frozen=True)
+class Config:
+    mode: str  # "paper" or "live"
+    exchange: ExchangeConfig
+    paper_exchange: PaperExchangeConfig
+    redis: RedisConfig
+    postgres: PostgresConfig
+    run: RunConfig
+
+    def path(self, relative: str) -> Path:
+        """Resolve a config path against the repo root (absolute paths stay as they are)."""
+        p = Path(relative)
+        return p if p.is_absolute() else REPO_ROOT / p
+
+
+def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _decode_value(path: str, tp: Any, value: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config: {path} must be a table, got {value!r}")
+        return _decode(path, tp, value)
+    if origin is tuple:
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"config: {path} must be a list, got {value!r}")
+        return tuple(_decode_value(f"{path}[{i}]", item_tp, v) for i, v in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"config: {path} has an unsupported type")  # not used by any field
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config: {path} must be a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config: {path} must be an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config: {path} must be true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config: {path} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"config: {path} has an unsupported type {tp!r}")
+
+
+def _decode(prefix: str, cls: Any, raw: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            where = f"{prefix}.{key}" if prefix else key
+            raise ConfigError(f"config: unknown key {where}")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        where = f"{prefix}.{name}" if prefix else name
+        if name in raw:
+            kwargs[name] = _decode_value(where, hints[name], raw[name])
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"config: missing key {where}")
+    return cls(**kwargs)
+
+
+def _check_mode(cfg: Config) -> None:
+    if cfg.mode not in MODES:
+        raise ConfigError(f"config: mode={cfg.mode!r} is not one of {', '.join(MODES)}")
+
+
+def _check_live_secrets_not_in_files(cfg: Config) -> None:
+    if cfg.mode == "live" and (cfg.exchange.api_key or cfg.exchange.api_secret):
+        raise ConfigError(
+            "config: exchange.api_key/api_secret must not be set in a config file in live mode; "
+            "use SLT_API_KEY and SLT_API_SECRET or exchange.api_secret_file"
+        )
+
+
+def _check_paper(cfg: Config) -> None:
+    p = cfg.paper_exchange
+    if not 0 < p.port < 65536:
+        raise ConfigError(f"config: paper_exchange.port={p.port} is outside 1..65535")
+    if not 0 < p.speed <= 3600:
+        raise ConfigError(f"config: paper_exchange.speed={p.speed} is outside (0, 3600]")
+    if not p.symbols:
+        raise ConfigError("config: paper_exchange.symbols is empty; name at least one symbol")
+    if p.initial_balance_usdt <= 0:
+        raise ConfigError(
+            f"config: paper_exchange.initial_balance_usdt={p.initial_balance_usdt} must be > 0"
+        )
+    for name in ("ws_ping_interval_s", "ws_pong_timeout_s", "listen_key_validity_s"):
+        if getattr(p, name) <= 0:
+            raise ConfigError(f"config: paper_exchange.{name}={getattr(p, name)} must be > 0")
+
+
+def _check_log_level(cfg: Config) -> None:
+    if cfg.run.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"config: run.log_level={cfg.run.log_level!r} is not a log level")
+
+
+CHECKS = (_check_mode, _check_paper, _check_log_level)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config: file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config: {path} is not valid TOML: {e}") from None
+
+
+def _apply_environment(cfg: Config, env: typing.Mapping[str, str]) -> Config:
+    key = env.get("SLT_API_KEY", "")
+    secret = env.get("SLT_API_SECRET", "")
+    if not secret and cfg.exchange.api_secret_file:
+        secret_path = Path(cfg.exchange.api_secret_file).expanduser()
+        try:
+            secret = secret_path.read_text().strip()
+        except OSError as e:
+            raise ConfigError(
+                f"config: exchange.api_secret_file={secret_path} cannot be read ({e.strerror})"
+            ) from None
+    if not key and not secret:
+        return cfg
+    exchange = dataclasses.replace(
+        cfg.exchange,
+        api_key=key or cfg.exchange.api_key,
+        api_secret=secret or cfg.exchange.api_secret,
+    )
+    return dataclasses.replace(cfg, exchange=exchange)
+
+
+def load_config(
+    mode: str | None = None,
+    overlay: dict[str, Any] | None = None,
+    env: typing.Mapping[str, str] | None = None,
+    config_dir: Path = CONFIG_DIR,
+) -> Config:
+    """Load, decode and check the configuration for `mode` (default: SLT_MODE, else paper).
+
+    `overlay` is applied last (tests use it to shrink intervals). Raises ConfigError.
+    """
+    environ = os.environ if env is None else env
+    chosen = mode or environ.get("SLT_MODE") or "paper"
+    if chosen not in MODES:
+        raise ConfigError(f"config: mode={chosen!r} is not one of {', '.join(MODES)}")
+    raw = _read_toml(config_dir / "default.toml")
+    raw = _merge(raw, _read_toml(config_dir / f"{chosen}.toml"))
+    user_file = environ.get("SLT_CONFIG")
+    if user_file:
+        raw = _merge(raw, _read_toml(Path(user_file).expanduser()))
+    if overlay:
+        raw = _merge(raw, overlay)
+    raw["mode"] = chosen
+    cfg: Config = _decode("", Config, raw)
+    # Checked before the environment is applied: a secret from the environment is the right place.
+    _check_live_secrets_not_in_files(cfg)
+    cfg = _apply_environment(cfg, environ)
+    for check in CHECKS:
+        check(cfg)
+    return cfg

@@ -1,0 +1,79 @@
+"""Configuration decoding: typed, frozen, strict about unknown keys and types, secrets kept out."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from shared.config import ConfigError, load_config
+
+
+def test_paper_mode_loads_with_the_paper_exchange_urls_and_documented_credentials() -> None:
+    cfg = load_config("paper", env={})
+    assert cfg.mode == "paper"
+    assert cfg.exchange.rest_url == "http://127.0.0.1:8700"
+    assert cfg.exchange.api_key == cfg.paper_exchange.api_key != ""
+    assert cfg.paper_exchange.symbols[:2] == ("BTCUSDT", "ETHUSDT")
+    assert isinstance(cfg.paper_exchange.speed, float)
+
+
+def test_config_is_frozen() -> None:
+    cfg = load_config("paper", env={})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.mode = "live"  # type: ignore[misc]
+
+
+def test_unknown_key_is_rejected_with_its_dotted_path() -> None:
+    with pytest.raises(ConfigError, match=r"^config: unknown key paper_exchange\.spede$"):
+        load_config("paper", overlay={"paper_exchange": {"spede": 2}}, env={})
+
+
+def test_wrong_type_names_key_and_value() -> None:
+    with pytest.raises(ConfigError, match=r"paper_exchange\.port must be an integer, got '8700'"):
+        load_config("paper", overlay={"paper_exchange": {"port": "8700"}}, env={})
+
+
+def test_cross_field_check_rejects_out_of_range_speed() -> None:
+    with pytest.raises(ConfigError, match=r"paper_exchange\.speed=0\.0 is outside"):
+        load_config("paper", overlay={"paper_exchange": {"speed": 0.0}}, env={})
+
+
+def test_live_mode_refuses_a_secret_written_in_a_config_file() -> None:
+    with pytest.raises(ConfigError, match="must not be set in a config file in live mode"):
+        load_config("live", overlay={"exchange": {"api_secret": "abc"}}, env={})
+
+
+def test_live_mode_takes_credentials_from_the_environment_and_hides_them_in_repr() -> None:
+    cfg = load_config("live", env={"SLT_API_KEY": "LIVEKEY123456", "SLT_API_SECRET": "S3CRETVALUE"})
+    assert cfg.exchange.api_key == "LIVEKEY123456"
+    assert cfg.exchange.api_secret == "S3CRETVALUE"
+    text = repr(cfg)
+    assert "S3CRETVALUE" not in text
+    assert "LIVEKEY123456" not in text
+    assert "LIVE…" in text
+
+
+def test_live_secret_file_is_read_and_a_missing_one_is_a_one_line_error(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("FROMFILE\n")
+    user = tmp_path / "user.toml"
+    user.write_text(f'[exchange]\napi_secret_file = "{secret}"\n')
+    cfg = load_config("live", env={"SLT_CONFIG": str(user), "SLT_API_KEY": "K"})
+    assert cfg.exchange.api_secret == "FROMFILE"
+    secret.unlink()
+    with pytest.raises(ConfigError, match=r"api_secret_file=.* cannot be read"):
+        load_config("live", env={"SLT_CONFIG": str(user), "SLT_API_KEY": "K"})
+
+
+def test_broken_toml_is_reported_with_the_file(tmp_path: Path) -> None:
+    user = tmp_path / "broken.toml"
+    user.write_text("[paper_exchange\nport = 1\n")
+    with pytest.raises(ConfigError, match=r"broken\.toml is not valid TOML"):
+        load_config("paper", env={"SLT_CONFIG": str(user)})
+
+
+def test_unknown_mode_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="mode='demo' is not one of paper, live"):
+        load_config("demo", env={})
