@@ -70,12 +70,16 @@ class PaperExchangeConfig:
     ws_max_lifetime_s: float = 86400.0  # forced disconnect after this long (Binance: 24 h)
     ws_push_interval_ms: int = 250  # real ms between market-stream pushes (kline: 250 ms)
     listen_key_validity_s: float = 3600.0  # a listenKey expires this long after its last keep-alive
+    ws_max_incoming_per_s: int = 10  # incoming frames/s past which a socket closes (Binance: 10)
+    ws_queue_max_messages: int = 10000  # per-socket send queue; full: oldest market data dropped
     request_weight_limit_1m: int = 2400  # REQUEST_WEIGHT per minute per IP
     order_limit_10s: int = 300  # ORDERS per 10 seconds per account
     order_limit_1m: int = 1200  # ORDERS per minute per account
     ban_after_429s: int = 3  # 429 answers in one minute after which the IP gets 418
     ban_s: float = 120.0  # length of an IP ban (418), seconds
     max_catch_up_s: float = 86400.0  # simulated time replayed step by step after a restart
+    state_save_interval_s: float = 1.0  # real seconds between saves of a changed state
+    stats_interval_s: float = 60.0  # real seconds between `paper_exchange_stats` log lines
 
     def __repr__(self) -> str:
         return (
@@ -204,7 +208,10 @@ def _check_paper(cfg: Config) -> None:
         raise ConfigError(
             f"config: paper_exchange.initial_balance_usdt={p.initial_balance_usdt} must be > 0"
         )
-    for name in ("ws_ping_interval_s", "ws_pong_timeout_s", "listen_key_validity_s"):
+    positive = ("ws_ping_interval_s", "ws_pong_timeout_s", "ws_max_lifetime_s",
+                "ws_push_interval_ms", "ws_max_incoming_per_s", "ws_queue_max_messages",
+                "listen_key_validity_s", "state_save_interval_s", "stats_interval_s")  # fmt: skip
+    for name in positive:
         if getattr(p, name) <= 0:
             raise ConfigError(f"config: paper_exchange.{name}={getattr(p, name)} must be > 0")
 

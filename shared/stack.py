@@ -45,6 +45,7 @@ def supervisor_environment(cfg: Config) -> dict[str, str]:
     private_pg = cfg.postgres.dsn == ""
     env = {
         "SLT_MODE": cfg.mode,
+        "SLT_RUN_DIR": str(run_dir),
         "SLT_INSTANCE": instance_id(run_dir),
         "SLT_PAPER": "true" if cfg.mode == "paper" else "false",
         "SLT_PRIVATE_REDIS": "true" if private_redis else "false",
