@@ -40,6 +40,18 @@ class ExchangeConfig:
     api_secret: str = field(default="", repr=False)  # paper mode only; live secret from env/file
     api_secret_file: str = ""  # live: path of a file outside the repo holding the secret
     recv_window_ms: int = 5000  # recvWindow sent with signed requests, milliseconds
+    request_timeout_s: float = 10.0  # total deadline of one REST request (connect to last byte)
+    retry_max_attempts: int = 5  # attempts of an idempotent request on transient errors
+    retry_base_s: float = 0.25  # first back-off ceiling; doubles per attempt (full jitter)
+    retry_cap_s: float = 5.0  # back-off ceiling never exceeds this
+    breaker_failures: int = 5  # consecutive exchange failures that open the circuit breaker
+    breaker_cooldown_s: float = 60.0  # open breaker lets one probe through after this long
+    weight_limit_1m: int = 2400  # REQUEST_WEIGHT per minute per IP (exchangeInfo rateLimits)
+    guard_reserved_share: float = 0.2  # share of the weight only the position-guard may spend
+    expected_processes: int = 4  # processes sharing the weight; sizes the budget without Redis
+    rate_limit_max_wait_s: float = 5.0  # longest wait for budget or Retry-After before failing
+    budget_redis_timeout_s: float = 0.25  # deadline of each rate-budget call to Redis
+    budget_redis_retry_s: float = 10.0  # after a Redis failure, local budget for this long
 
     def __repr__(self) -> str:
         key = self.api_key[:4] + "…" if self.api_key else ""
@@ -54,7 +66,7 @@ class PaperExchangeConfig:
     port: int  # one port for REST and WebSocket
     speed: float  # simulated seconds per real second (1 = real time, 60 = a minute per second)
     data_dir: str  # directory with klines/ and funding/ (relative to the repo root)
-    state_path: str  # JSON state file; orders, positions and balances survive a restart
+    state_path: str  # JSON state file, relative paths under run.dir; survives restarts
     symbols: tuple[str, ...]  # replayed USDT-M perpetuals; each needs data and a real spec
     api_key: str = field(repr=False)  # the paper account's API key (documented, not a secret)
     api_secret: str = field(repr=False)  # the paper account's secret (documented, not a secret)
@@ -216,12 +228,32 @@ def _check_paper(cfg: Config) -> None:
             raise ConfigError(f"config: paper_exchange.{name}={getattr(p, name)} must be > 0")
 
 
+def _check_exchange(cfg: Config) -> None:
+    x = cfg.exchange
+    if not 0 < x.recv_window_ms <= 60000:
+        raise ConfigError(f"config: exchange.recv_window_ms={x.recv_window_ms} is outside 1..60000")
+    if not 0 <= x.guard_reserved_share < 1:
+        raise ConfigError(
+            f"config: exchange.guard_reserved_share={x.guard_reserved_share} is outside [0, 1)"
+        )
+    positive = ("request_timeout_s", "retry_max_attempts", "retry_base_s", "retry_cap_s",
+                "breaker_failures", "breaker_cooldown_s", "weight_limit_1m",
+                "expected_processes", "budget_redis_timeout_s", "budget_redis_retry_s")  # fmt: skip
+    for name in positive:
+        if getattr(x, name) <= 0:
+            raise ConfigError(f"config: exchange.{name}={getattr(x, name)} must be > 0")
+    if x.rate_limit_max_wait_s < 0:
+        raise ConfigError(
+            f"config: exchange.rate_limit_max_wait_s={x.rate_limit_max_wait_s} must be >= 0"
+        )
+
+
 def _check_log_level(cfg: Config) -> None:
     if cfg.run.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"config: run.log_level={cfg.run.log_level!r} is not a log level")
 
 
-CHECKS = (_check_mode, _check_paper, _check_log_level)
+CHECKS = (_check_mode, _check_exchange, _check_paper, _check_log_level)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -255,6 +287,19 @@ def _apply_environment(cfg: Config, env: typing.Mapping[str, str]) -> Config:
     return dataclasses.replace(cfg, exchange=exchange)
 
 
+def _resolve_run_paths(cfg: Config) -> Config:
+    """Make run.dir absolute (relative: under the repo root) and runtime files absolute under it."""
+    run_dir = cfg.path(cfg.run.dir)
+    state = Path(cfg.paper_exchange.state_path)
+    if not state.is_absolute():
+        state = run_dir / state
+    return dataclasses.replace(
+        cfg,
+        run=dataclasses.replace(cfg.run, dir=str(run_dir)),
+        paper_exchange=dataclasses.replace(cfg.paper_exchange, state_path=str(state)),
+    )
+
+
 def load_config(
     mode: str | None = None,
     overlay: dict[str, Any] | None = None,
@@ -281,6 +326,7 @@ def load_config(
     # Checked before the environment is applied: a secret from the environment is the right place.
     _check_live_secrets_not_in_files(cfg)
     cfg = _apply_environment(cfg, environ)
+    cfg = _resolve_run_paths(cfg)
     for check in CHECKS:
         check(cfg)
     return cfg

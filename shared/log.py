@@ -103,3 +103,28 @@ def setup(process: str, level: str = "INFO") -> EventLogger:
 def get(process: str | None = None) -> EventLogger:
     """Return an event logger for `process` (default: the one named by setup)."""
     return EventLogger(process or _process_name)
+
+
+class Throttle:
+    """Let a repeated event through once per `interval_s` and count the ones held back.
+
+    Pure (the time is an argument): `allow(now_s)` returns (should_log, suppressed), where
+    `suppressed` is how many were held back since the last one let through; log it as a field.
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._last_s: float | None = None
+        self._suppressed = 0
+
+    def allow(self, now_s: float) -> tuple[bool, int]:
+        if self._last_s is not None and now_s - self._last_s < self.interval_s:
+            self._suppressed += 1
+            return False, self._suppressed
+        suppressed, self._suppressed, self._last_s = self._suppressed, 0, now_s
+        return True, suppressed
+
+    def reset(self) -> None:
+        """Forget the last event (the condition cleared); the next one is logged at once."""
+        self._last_s = None
+        self._suppressed = 0

@@ -77,3 +77,11 @@ def test_broken_toml_is_reported_with_the_file(tmp_path: Path) -> None:
 def test_unknown_mode_is_rejected() -> None:
     with pytest.raises(ConfigError, match="mode='demo' is not one of paper, live"):
         load_config("demo", env={})
+
+
+def test_paper_state_file_lives_under_the_run_directory(tmp_path: Path) -> None:
+    user = tmp_path / "user.toml"
+    user.write_text(f'[run]\ndir = "{tmp_path}/run"\n')
+    cfg = load_config("paper", env={"SLT_CONFIG": str(user)})
+    assert cfg.run.dir == f"{tmp_path}/run"
+    assert cfg.paper_exchange.state_path == f"{tmp_path}/run/paper-exchange/state.json"
