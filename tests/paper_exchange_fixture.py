@@ -12,6 +12,7 @@ never import the server's `auth.py`, so a misreading on either side is not mirro
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -22,12 +23,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
+import aiohttp
 import pytest
 
 from tests.services import free_port
@@ -332,3 +334,22 @@ class BinanceTestClient:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
             return await self.raw(method, path, "", urlencode(pairs), headers)
         raise ValueError(f"unknown client style {style!r}")
+
+
+T = TypeVar("T")
+
+
+def call(
+    px: PaperExchangeProcess,
+    use: Callable[[BinanceTestClient], Awaitable[T]],
+    ip: str | None = None,
+) -> T:
+    """Run `use` with a fresh client session against `px`; with `ip` (any 127.x.y.z works on
+    Linux) the requests come from that address, so a test gets its own per-IP weight counter."""
+
+    async def run() -> T:
+        connector = aiohttp.TCPConnector(local_addr=(ip, 0)) if ip else None
+        async with aiohttp.ClientSession(connector=connector) as session:
+            return await use(BinanceTestClient(session, px.rest_url))
+
+    return asyncio.run(run())

@@ -182,16 +182,7 @@ def algo_reply(algo: AlgoOrder, spec: SymbolSpec) -> dict[str, Any]:
         "priceProtect": algo.price_protect,
         "reduceOnly": algo.reduce_only,
     }
-    reply.update(_trailing_fields(algo, spec))
-    reply.update(
-        {
-            "createTime": algo.create_ms,
-            "updateTime": algo.update_ms,
-            "triggerTime": algo.trigger_ms,
-            "goodTillDate": 0,
-        }
-    )
-    return reply
+    return _with_trailing_and_times(reply, algo, spec)
 
 
 def algo_query_reply(algo: AlgoOrder, spec: SymbolSpec, child: Order | None) -> dict[str, Any]:
@@ -229,13 +220,16 @@ def algo_query_reply(algo: AlgoOrder, spec: SymbolSpec, child: Order | None) -> 
         "priceProtect": algo.price_protect,
         "reduceOnly": algo.reduce_only,
     }
+    return _with_trailing_and_times(reply, algo, spec)
+
+
+def _with_trailing_and_times(
+    reply: dict[str, Any], algo: AlgoOrder, spec: SymbolSpec
+) -> dict[str, Any]:
+    """Append the trailing-stop fields (trailing orders only) and the times, in Binance's order."""
     reply.update(_trailing_fields(algo, spec))
-    reply.update(
-        {
-            "createTime": algo.create_ms,
-            "updateTime": algo.update_ms,
-            "triggerTime": algo.trigger_ms,
-            "goodTillDate": 0,
-        }
-    )
+    reply["createTime"] = algo.create_ms
+    reply["updateTime"] = algo.update_ms
+    reply["triggerTime"] = algo.trigger_ms
+    reply["goodTillDate"] = 0
     return reply

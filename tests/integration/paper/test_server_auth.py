@@ -3,23 +3,20 @@ errors with Binance's HTTP statuses (BINANCE-API.md §2.1-§2.5)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from decimal import ROUND_DOWN, Decimal
-from typing import Any, TypeVar
+from typing import Any
 
-import aiohttp
 import pytest
 
 from tests.paper_exchange_fixture import (
     BinanceTestClient,
     PaperExchangeProcess,
     Reply,
+    call,
     now_ms,
     start_paper_exchange,
 )
-
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +24,6 @@ def px(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaperExchangeProces
     process = start_paper_exchange(tmp_path_factory.mktemp("auth"))
     yield process
     process.stop()
-
-
-def call(px: PaperExchangeProcess, use: Callable[[BinanceTestClient], Awaitable[T]]) -> T:
-    async def run() -> T:
-        async with aiohttp.ClientSession() as session:
-            return await use(BinanceTestClient(session, px.rest_url))
-
-    return asyncio.run(run())
 
 
 def signed(px: PaperExchangeProcess, method: str, path: str, params: dict[str, Any] | None = None,

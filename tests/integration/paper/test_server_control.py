@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import pytest
@@ -16,12 +16,11 @@ from tests.paper_exchange_fixture import (
     BinanceTestClient,
     PaperExchangeProcess,
     Reply,
+    call,
     now_ms,
     start_paper_exchange,
 )
 from tests.services import eventually
-
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +28,6 @@ def px(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaperExchangeProces
     process = start_paper_exchange(tmp_path_factory.mktemp("control"))
     yield process
     process.stop()
-
-
-def call(px: PaperExchangeProcess, use: Callable[[BinanceTestClient], Awaitable[T]]) -> T:
-    async def run() -> T:
-        async with aiohttp.ClientSession() as session:
-            return await use(BinanceTestClient(session, px.rest_url))
-
-    return asyncio.run(run())
 
 
 def control(px: PaperExchangeProcess, method: str, path: str, **params: Any) -> Reply:

@@ -3,21 +3,18 @@ with Retry-After, then 418 with Retry-After, and 429 -1015 for the order rate (Â
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterator
-from typing import TypeVar
+from collections.abc import Iterator
 
-import aiohttp
 import pytest
 
 from tests.paper_exchange_fixture import (
     BinanceTestClient,
     PaperExchangeProcess,
     Reply,
+    call,
     start_paper_exchange,
 )
 
-T = TypeVar("T")
 LIMITS = {"request_weight_limit_1m": 40, "ban_after_429s": 2, "ban_s": 30.0,
           "order_limit_10s": 3, "order_limit_1m": 100}  # fmt: skip
 
@@ -27,18 +24,6 @@ def px(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaperExchangeProces
     process = start_paper_exchange(tmp_path_factory.mktemp("limits"), overlay=LIMITS)
     yield process
     process.stop()
-
-
-def call(px: PaperExchangeProcess, use: Callable[[BinanceTestClient], Awaitable[T]], ip: str) -> T:
-    """Run `use` with a client whose requests come from `ip` (any 127.x.y.z works on Linux), so
-    each test has its own per-IP weight counter on the shared exchange."""
-
-    async def run() -> T:
-        connector = aiohttp.TCPConnector(local_addr=(ip, 0))
-        async with aiohttp.ClientSession(connector=connector) as session:
-            return await use(BinanceTestClient(session, px.rest_url))
-
-    return asyncio.run(run())
 
 
 def test_used_weight_header_adds_each_endpoint_weight(px: PaperExchangeProcess) -> None:

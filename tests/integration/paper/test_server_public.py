@@ -3,25 +3,22 @@ Binance payloads in tests/fixtures/binance/ (same keys, same order, same JSON ty
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import aiohttp
 import pytest
 
 from tests.paper_exchange_fixture import (
     ALL_SYMBOLS,
-    BinanceTestClient,
     PaperExchangeProcess,
     Reply,
+    call,
     start_paper_exchange,
 )
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "binance"
-T = TypeVar("T")
 
 
 def fixture(name: str) -> Any:
@@ -56,14 +53,6 @@ def px(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaperExchangeProces
     )
     yield process
     process.stop()
-
-
-def call(px: PaperExchangeProcess, use: Callable[[BinanceTestClient], Awaitable[T]]) -> T:
-    async def run() -> T:
-        async with aiohttp.ClientSession() as session:
-            return await use(BinanceTestClient(session, px.rest_url))
-
-    return asyncio.run(run())
 
 
 def get(px: PaperExchangeProcess, path: str, **params: Any) -> Reply:

@@ -4,28 +4,16 @@ has a periodic stats line but no line per request."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from decimal import ROUND_DOWN, Decimal
-from typing import Any, TypeVar
+from typing import Any
 
-import aiohttp
-
-from tests.paper_exchange_fixture import BinanceTestClient, PaperExchangeProcess, Reply
+from tests.paper_exchange_fixture import BinanceTestClient, PaperExchangeProcess, Reply, call
 from tests.services import eventually
 
-T = TypeVar("T")
 Factory = Callable[..., PaperExchangeProcess]
-
-
-def call(px: PaperExchangeProcess, use: Callable[[BinanceTestClient], Awaitable[T]]) -> T:
-    async def run() -> T:
-        async with aiohttp.ClientSession() as session:
-            return await use(BinanceTestClient(session, px.rest_url))
-
-    return asyncio.run(run())
 
 
 def signed(px: PaperExchangeProcess, method: str, path: str, params: dict[str, Any]) -> Reply:
