@@ -126,8 +126,6 @@ async def binance_middleware(request: web.Request, handler: Handler) -> web.Stre
     px = exchange_of(request.app)
     px.stats.requests += 1
     ip = request.remote or ""
-    if px.faults.latency_ms:
-        await asyncio.sleep(px.faults.latency_ms / 1000)
     real_ms = px.real_ms()
     failing = px.faults.http_error_now(real_ms)
     if failing is not None:
@@ -152,6 +150,10 @@ async def binance_middleware(request: web.Request, handler: Handler) -> web.Stre
         if request.method != "GET":
             # Before the reply: an acknowledged order or listenKey survives a kill -9.
             px.save_if_dirty()
+    if px.faults.latency_ms:
+        # The reply is late, not the request: as on Binance, a client that times out meanwhile
+        # does not know that its order was executed (and must reconcile by client id).
+        await asyncio.sleep(px.faults.latency_ms / 1000)
     if reply.status >= 400:
         px.stats.errors += 1
     reply.headers["X-MBX-USED-WEIGHT-1M"] = str(verdict.used_weight_1m)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -22,11 +23,13 @@ SYMBOL = "BTCUSDT"
 
 
 @pytest.fixture
-def client(paper_exchange: Any) -> UMFutures:
-    return UMFutures(
+def client(paper_exchange: Any) -> Iterator[UMFutures]:
+    um = UMFutures(
         key=paper_exchange.api_key, secret=paper_exchange.api_secret,
         base_url=paper_exchange.rest_url, timeout=10,
     )  # fmt: skip
+    yield um
+    um.session.close()  # its pooled keep-alive socket would otherwise leak into later tests
 
 
 def test_connector_rest_round_trip_with_query_string_orders(client: UMFutures) -> None:
@@ -102,3 +105,5 @@ def test_connector_websocket_gets_klines_and_user_events_via_subscribe(
         assert events("ACCOUNT_UPDATE")[-1]["a"]["P"][0]["pa"] == "0.001"
     finally:
         ws.stop()
+        # The connector's stop() only sends a close frame and never closes its socket.
+        ws.socket_manager.ws.shutdown()
