@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.log import format_event
+from shared.log import Throttle, format_event
 
 
 def test_event_line_has_utc_prefix_level_process_event_and_pairs() -> None:
@@ -24,3 +24,12 @@ def test_secret_fields_show_only_their_first_four_characters() -> None:
     )
     assert "ABCDEFGHIJ" not in line and "xyz12345" not in line
     assert "api_key=ABCD…" in line and "api_secret=xyz1…" in line
+
+
+def test_throttle_lets_one_event_through_per_interval_and_counts_the_rest() -> None:
+    throttle = Throttle(60.0)
+    assert throttle.allow(0.0) == (True, 0)
+    assert [throttle.allow(t)[0] for t in (1.0, 30.0, 59.9)] == [False, False, False]
+    assert throttle.allow(60.0) == (True, 3)
+    throttle.reset()
+    assert throttle.allow(61.0) == (True, 0)

@@ -1,0 +1,177 @@
+"""Redis: every key name lives here (`Keys`), and every call has an explicit deadline.
+
+Only what the processes need so far: the rate-limit weight budget shared by all processes of
+one instance (`shared/exchange/ratelimit.py` decides; this module stores). Redis is a cache
+(DESIGN-RULES rule 18): a caller that gets `CacheUnavailableError` falls back to local state.
+
+Class tree:
+    Exception
+    └── CacheUnavailableError   Redis did not answer within the deadline, or refused the call
+
+The client is redis-py (pinned in pyproject.toml) with its defaults overridden explicitly
+(rule 17): socket and connect timeouts set, no automatic retries (the caller decides), no
+health-check pings, a bounded connection pool. Each call is also wrapped in `asyncio.timeout`,
+so a stalled connect or a server that accepts but never answers cannot exceed the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+T = TypeVar("T")
+
+
+class CacheUnavailableError(Exception):
+    """Redis did not answer in time or refused; fall back to local state and try again later."""
+
+
+class Keys:
+    """Every Redis key of one instance; the instance id keeps parallel stacks apart (rule 14)."""
+
+    def __init__(self, instance_id: str) -> None:
+        self.prefix = f"slt:{instance_id}"
+
+    def weight_window(self, window_start_ms: int) -> str:
+        """Request weight used in the minute window starting at `window_start_ms` (an int)."""
+        return f"{self.prefix}:rate:weight:{window_start_ms}"
+
+    def request_block(self) -> str:
+        """Exists while every process must hold its requests (a 429/418 Retry-After); PX TTL."""
+        return f"{self.prefix}:rate:block"
+
+
+# Reserve weight atomically: refuse while blocked, or when the window would pass `allowed`.
+# KEYS: window counter, block key. ARGV: weight, allowed, counter TTL ms.
+# Returns {granted 0/1, used in the window, block ms left (0 = not blocked)}.
+_RESERVE = """
+local left = redis.call('PTTL', KEYS[2])
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if left > 0 then return {0, used, left} end
+local weight = tonumber(ARGV[1])
+if weight > 0 and used + weight > tonumber(ARGV[2]) then return {0, used, 0} end
+used = redis.call('INCRBY', KEYS[1], weight)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {1, used, 0}
+"""
+
+# Raise the window counter to what the exchange reports (never lower it). Returns the count.
+# KEYS: window counter. ARGV: reported used weight, counter TTL ms.
+_RAISE = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local seen = tonumber(ARGV[1])
+if seen > used then
+  redis.call('SET', KEYS[1], seen, 'PX', ARGV[2])
+  return seen
+end
+return used
+"""
+
+# Block all requests for ARGV[1] ms unless a longer block is already in place. Returns ms left.
+_BLOCK = """
+local left = redis.call('PTTL', KEYS[1])
+local wanted = tonumber(ARGV[1])
+if left < wanted then
+  redis.call('SET', KEYS[1], '1', 'PX', wanted)
+  return wanted
+end
+return left
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    is_granted: bool
+    used_weight: int  # weight used in the window after this call
+    blocked_ms: int  # > 0: a Retry-After block is in place for this many more ms
+
+
+class Cache:
+    """An async Redis client with a deadline on every call. Use as `async with Cache(...)`."""
+
+    def __init__(self, url: str, instance_id: str, timeout_s: float, max_connections: int = 8):
+        self.keys = Keys(instance_id)
+        self.timeout_s = timeout_s
+        self._redis: aioredis.Redis = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),  # no hidden retries: the caller falls back instead
+            retry_on_timeout=False,
+            health_check_interval=0,
+            max_connections=max_connections,
+            client_name=f"slt-{instance_id}",
+        )
+        self._reserve = self._redis.register_script(_RESERVE)
+        self._raise = self._redis.register_script(_RAISE)
+        self._block = self._redis.register_script(_BLOCK)
+
+    async def __aenter__(self) -> Cache:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection pool (bounded by the deadline)."""
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self._redis.aclose()
+        except (TimeoutError, RedisError, OSError):
+            pass  # closing a dead connection: nothing left to release
+
+    async def _call(self, what: str, call: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await call
+        except (TimeoutError, RedisError, OSError) as e:
+            raise CacheUnavailableError(f"redis: {what} failed ({type(e).__name__}: {e})") from e
+
+    async def ping(self) -> bool:
+        """Return True when Redis answers; raises CacheUnavailableError."""
+        return bool(await self._call("PING", self._redis.ping()))
+
+    async def reserve_weight(
+        self, window_start_ms: int, weight: int, allowed: int, ttl_ms: int
+    ) -> Reservation:
+        """Atomically add `weight` to the window unless blocked or over `allowed`."""
+        keys = [self.keys.weight_window(window_start_ms), self.keys.request_block()]
+        reply: Any = await self._call(
+            "reserve_weight", self._reserve(keys, [weight, allowed, ttl_ms])
+        )
+        return Reservation(bool(reply[0]), int(reply[1]), int(reply[2]))
+
+    async def raise_weight(self, window_start_ms: int, used_weight: int, ttl_ms: int) -> int:
+        """Raise the window's count to `used_weight` if higher; return the count."""
+        keys = [self.keys.weight_window(window_start_ms)]
+        reply: Any = await self._call("raise_weight", self._raise(keys, [used_weight, ttl_ms]))
+        return int(reply)
+
+    async def block_requests(self, duration_ms: int) -> int:
+        """Make every process hold its requests for `duration_ms`; return the ms left."""
+        keys = [self.keys.request_block()]
+        reply: Any = await self._call("block_requests", self._block(keys, [duration_ms]))
+        return int(reply)
+
+    async def request_block_ms(self) -> int:
+        """Return the ms left of a Retry-After block (0 when none)."""
+        left = await self._call("PTTL", self._redis.pttl(self.keys.request_block()))
+        return max(0, int(left))
+
+    async def window_weight(self, window_start_ms: int) -> int:
+        """Return the weight counted in the window (0 when none)."""
+        value = await self._call("GET", self._redis.get(self.keys.weight_window(window_start_ms)))
+        return int(value or 0)

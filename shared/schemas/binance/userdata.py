@@ -1,0 +1,313 @@
+"""Binance user-data events (§6.3-§6.7): ACCOUNT_UPDATE, ORDER_TRADE_UPDATE, ALGO_UPDATE,
+TRADE_LITE and listenKeyExpired."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from shared.schemas.binance.base import Codec, Readable, Wire
+
+# ---- user data: ACCOUNT_UPDATE -------------------------------------------------------------------
+
+
+class _BalanceWire(Wire, frozen=True):
+    a: str  # asset
+    wb: Decimal  # wallet balance
+    cw: Decimal  # cross wallet balance
+    bc: Decimal  # balance change except PnL and commission
+
+
+class _PositionWire(Wire, frozen=True):
+    s: str  # symbol
+    pa: Decimal  # position amount, signed in one-way mode; "0" when closed
+    ep: Decimal  # entry price
+    cr: Decimal  # accumulated realized (pre-fee)
+    up: Decimal  # unrealized PnL
+    mt: str  # margin type, lower case: cross | isolated
+    iw: Decimal  # isolated wallet
+    ps: str  # position side BOTH | LONG | SHORT
+    bep: Decimal | None = None  # break-even price (newer payloads)
+
+
+class _AccountDataWire(Wire, frozen=True):
+    m: str  # reason: ORDER, FUNDING_FEE, DEPOSIT, …
+    B: list[_BalanceWire]  # changed balances
+    P: list[_PositionWire]  # changed positions ([] when none changed)
+
+
+class _AccountUpdateWire(Wire, frozen=True):
+    e: str  # "ACCOUNT_UPDATE"
+    E: int  # event time, ms
+    T: int  # transaction time, ms
+    a: _AccountDataWire
+
+
+class BalanceChange(Readable, frozen=True, kw_only=True):
+    asset: str
+    wallet_balance: Decimal
+    cross_wallet_balance: Decimal
+    balance_change: Decimal
+
+
+class PositionChange(Readable, frozen=True, kw_only=True):
+    symbol: str
+    position_side: str
+    amount: Decimal
+    entry_price: Decimal
+    break_even_price: Decimal | None
+    accumulated_realized: Decimal
+    unrealized_pnl: Decimal
+    margin_type: str  # cross | isolated
+    isolated_wallet: Decimal
+
+
+class AccountUpdate(Readable, frozen=True, kw_only=True):
+    event_time_ms: int
+    transaction_time_ms: int
+    reason: str
+    balances: tuple[BalanceChange, ...]
+    positions: tuple[PositionChange, ...]
+
+
+def to_account_update(w: _AccountUpdateWire) -> AccountUpdate:
+    """Return the account update (only changed balances and positions)."""
+    return AccountUpdate(
+        event_time_ms=w.E, transaction_time_ms=w.T, reason=w.a.m,
+        balances=tuple(BalanceChange(asset=b.a, wallet_balance=b.wb, cross_wallet_balance=b.cw,
+                                     balance_change=b.bc) for b in w.a.B),
+        positions=tuple(
+            PositionChange(symbol=p.s, position_side=p.ps, amount=p.pa, entry_price=p.ep,
+                           break_even_price=p.bep, accumulated_realized=p.cr,
+                           unrealized_pnl=p.up, margin_type=p.mt, isolated_wallet=p.iw)
+            for p in w.a.P
+        ),
+    )  # fmt: skip
+
+
+# ---- ORDER_TRADE_UPDATE --------------------------------------------------------------------------
+
+
+class _OrderBodyWire(Wire, frozen=True):
+    s: str  # symbol
+    c: str  # client order id (autoclose-… liquidation, adl_autoclose ADL)
+    S: str  # side
+    o: str  # order type (LIMIT, MARKET, …, LIQUIDATION)
+    f: str  # time in force
+    q: Decimal  # original quantity
+    p: Decimal  # original price
+    ap: Decimal  # average price
+    sp: Decimal  # stop price
+    x: str  # execution type: NEW, CANCELED, CALCULATED, EXPIRED, TRADE, AMENDMENT
+    X: str  # order status
+    i: int  # order id
+    l: Decimal  # last filled quantity  # noqa: E741 (Binance's name)
+    z: Decimal  # cumulative filled quantity
+    L: Decimal  # last filled price
+    T: int  # order trade time, ms
+    t: int  # trade id, 0 when no trade
+    m: bool  # is the fill maker side?
+    R: bool  # reduce only
+    wt: str  # stop price working type
+    ot: str  # original order type
+    ps: str  # position side
+    cp: bool  # close-all (conditional)
+    rp: Decimal  # realized profit of this trade
+    N: str | None = None  # commission asset; omitted when no commission
+    n: Decimal | None = None  # commission; omitted when no commission
+
+
+class _OrderTradeUpdateWire(Wire, frozen=True):
+    e: str  # "ORDER_TRADE_UPDATE"
+    E: int  # event time, ms
+    T: int  # transaction time, ms
+    o: _OrderBodyWire
+
+
+class OrderUpdate(Readable, frozen=True, kw_only=True):
+    event_time_ms: int
+    transaction_time_ms: int
+    symbol: str
+    client_order_id: str
+    order_id: int
+    side: str
+    order_type: str
+    original_order_type: str
+    time_in_force: str
+    execution_type: str
+    status: str
+    quantity: Decimal
+    price: Decimal
+    avg_price: Decimal
+    stop_price: Decimal
+    last_filled_qty: Decimal
+    cum_filled_qty: Decimal
+    last_filled_price: Decimal
+    trade_id: int  # 0 when this update is not a trade
+    trade_time_ms: int
+    commission: Decimal  # 0 when the event carries none
+    commission_asset: str  # "" when the event carries none
+    realized_pnl: Decimal
+    is_maker: bool
+    is_reduce_only: bool
+    is_close_position: bool
+    position_side: str
+    working_type: str
+
+
+def to_order_update(w: _OrderTradeUpdateWire) -> OrderUpdate:
+    """Return the order update."""
+    o = w.o
+    return OrderUpdate(
+        event_time_ms=w.E, transaction_time_ms=w.T, symbol=o.s, client_order_id=o.c,
+        order_id=o.i, side=o.S, order_type=o.o, original_order_type=o.ot, time_in_force=o.f,
+        execution_type=o.x, status=o.X, quantity=o.q, price=o.p, avg_price=o.ap, stop_price=o.sp,
+        last_filled_qty=o.l, cum_filled_qty=o.z, last_filled_price=o.L, trade_id=o.t,
+        trade_time_ms=o.T, commission=o.n if o.n is not None else Decimal(0),
+        commission_asset=o.N or "", realized_pnl=o.rp, is_maker=o.m, is_reduce_only=o.R,
+        is_close_position=o.cp, position_side=o.ps, working_type=o.wt,
+    )  # fmt: skip
+
+
+# ---- ALGO_UPDATE ---------------------------------------------------------------------------------
+
+
+class _AlgoBodyWire(Wire, frozen=True):
+    caid: str  # client algo id
+    aid: int  # algo id
+    at: str  # algo type: CONDITIONAL
+    o: str  # order type: STOP_MARKET, TAKE_PROFIT_MARKET, …
+    s: str  # symbol
+    S: str  # side
+    ps: str  # position side
+    f: str  # time in force
+    q: Decimal  # quantity
+    X: str  # algo status: NEW, CANCELED, TRIGGERING, TRIGGERED, FINISHED, REJECTED, EXPIRED
+    ai: str  # child order id, a string; "" until triggered
+    tp: Decimal  # trigger price
+    p: Decimal  # price
+    wt: str  # working type
+    cp: bool  # close position
+    R: bool  # reduce only
+    tt: int  # trigger time, ms (0 before)
+    ap: Decimal | None = None  # average fill price; absent while TRIGGERING
+    aq: Decimal | None = None  # executed quantity; absent while TRIGGERING
+    act: str | None = None  # actual order type in the matching engine; absent while TRIGGERING
+    rm: str = ""  # failure reason, e.g. "Reduce Only reject"
+
+
+class _AlgoUpdateWire(Wire, frozen=True):
+    e: str  # "ALGO_UPDATE"
+    E: int  # event time, ms
+    T: int  # transaction time, ms
+    o: _AlgoBodyWire
+
+
+class AlgoUpdate(Readable, frozen=True, kw_only=True):
+    event_time_ms: int
+    transaction_time_ms: int
+    client_algo_id: str
+    algo_id: int
+    symbol: str
+    side: str
+    order_type: str
+    position_side: str
+    status: str
+    quantity: Decimal
+    trigger_price: Decimal
+    price: Decimal
+    working_type: str
+    is_close_position: bool
+    is_reduce_only: bool
+    trigger_time_ms: int
+    child_order_id: int | None
+    avg_fill_price: Decimal | None
+    filled_qty: Decimal | None
+    reason: str
+
+
+def to_algo_update(w: _AlgoUpdateWire) -> AlgoUpdate:
+    """Return the algo-order update (a FINISHED with `filled_qty` 0: the child did not fill)."""
+    o = w.o
+    return AlgoUpdate(
+        event_time_ms=w.E, transaction_time_ms=w.T, client_algo_id=o.caid, algo_id=o.aid,
+        symbol=o.s, side=o.S, order_type=o.o, position_side=o.ps, status=o.X, quantity=o.q,
+        trigger_price=o.tp, price=o.p, working_type=o.wt, is_close_position=o.cp,
+        is_reduce_only=o.R, trigger_time_ms=o.tt, child_order_id=int(o.ai) if o.ai else None,
+        avg_fill_price=o.ap, filled_qty=o.aq, reason=o.rm,
+    )  # fmt: skip
+
+
+# ---- TRADE_LITE and listenKeyExpired -------------------------------------------------------------
+
+
+class _TradeLiteWire(Wire, frozen=True):
+    e: str  # "TRADE_LITE"
+    E: int  # event time, ms
+    T: int  # transaction time, ms
+    s: str  # symbol
+    q: Decimal  # original quantity
+    p: Decimal  # original price
+    m: bool  # is maker
+    c: str  # client order id
+    S: str  # side
+    L: Decimal  # last filled price
+    l: Decimal  # last filled quantity  # noqa: E741 (Binance's name)
+    t: int  # trade id
+    i: int  # order id (can exceed 2^53)
+
+
+class TradeLite(Readable, frozen=True, kw_only=True):
+    event_time_ms: int
+    transaction_time_ms: int
+    symbol: str
+    client_order_id: str
+    order_id: int
+    trade_id: int
+    side: str
+    quantity: Decimal
+    price: Decimal
+    last_filled_qty: Decimal
+    last_filled_price: Decimal
+    is_maker: bool
+
+
+def to_trade_lite(w: _TradeLiteWire) -> TradeLite:
+    """Return the low-latency fill."""
+    return TradeLite(event_time_ms=w.E, transaction_time_ms=w.T, symbol=w.s,
+                     client_order_id=w.c, order_id=w.i, trade_id=w.t, side=w.S, quantity=w.q,
+                     price=w.p, last_filled_qty=w.l, last_filled_price=w.L,
+                     is_maker=w.m)  # fmt: skip
+
+
+class _ListenKeyExpiredWire(Wire, frozen=True):
+    e: str  # "listenKeyExpired"
+    E: int | str  # event time, ms: a string on the wire, an int in the SDK model (§6.3)
+    listenKey: str
+
+
+class ListenKeyExpired(Readable, frozen=True, kw_only=True):
+    event_time_ms: int
+    listen_key: str
+
+
+def to_listen_key_expired(w: _ListenKeyExpiredWire) -> ListenKeyExpired:
+    """Return the expiry notice; raises ValidationError for a non-numeric `E`."""
+    try:
+        event_time_ms = int(w.E)
+    except ValueError:
+        raise msgspec.ValidationError(
+            f"Expected an integer string, got {w.E!r} - at `$.E`"
+        ) from None
+    return ListenKeyExpired(event_time_ms=event_time_ms, listen_key=w.listenKey)
+
+
+USER_DATA_CODECS: dict[str, Codec[Any, Any]] = {
+    "ACCOUNT_UPDATE": Codec(_AccountUpdateWire, to_account_update),
+    "ORDER_TRADE_UPDATE": Codec(_OrderTradeUpdateWire, to_order_update),
+    "ALGO_UPDATE": Codec(_AlgoUpdateWire, to_algo_update),
+    "TRADE_LITE": Codec(_TradeLiteWire, to_trade_lite),
+    "listenKeyExpired": Codec(_ListenKeyExpiredWire, to_listen_key_expired),
+}
