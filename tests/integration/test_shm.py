@@ -1,0 +1,269 @@
+"""Kline windows in real /dev/shm segments, with writer and reader processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from shared.segment import (
+    SHM_DIR,
+    SegmentMissingError,
+    ShmSpaceError,
+    TornReadError,
+    check_free_space,
+    open_segment,
+    segment_name,
+    unlink_segments,
+)
+from shared.shm import COLUMN_COUNT, KlineColumn, KlineLayout, KlineReader, KlineWriter, Mark
+from tests.integration.shm_writer import MINUTE_MS, bar
+from tests.services import eventually
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SYMBOLS = ["BTCUSDT", "ETHUSDT", "XRPUSDT"]
+
+
+@pytest.fixture
+def writers() -> Iterator[list[subprocess.Popen[str]]]:
+    """Writer subprocesses started by the test; killed and reaped after it."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def start_writer(
+    writers: list[subprocess.Popen[str]], instance: str, window: int, bars: int
+) -> tuple[subprocess.Popen[str], str]:
+    """Start tests/integration/shm_writer.py; return the process and its `ready ...` line."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.shm_writer", instance, ",".join(SYMBOLS),
+         str(window), str(bars)],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    writers.append(proc)
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def assert_consistent(rows: npt.NDArray[np.float64]) -> None:
+    """Every row is bar(k) for one k, and the rows are consecutive bars."""
+    k = rows[:, KlineColumn.OPEN_TIME_MS] / MINUTE_MS
+    expected = k[:, None] + np.arange(1, COLUMN_COUNT) / 16
+    assert np.array_equal(rows[:, 1:], expected), "torn row"
+    assert np.array_equal(np.diff(k), np.ones(len(k) - 1)), "rows are not consecutive bars"
+
+
+def reader_ready(instance: str, bars: int) -> KlineReader:
+    def attach() -> KlineReader | None:
+        reader = KlineReader(instance)
+        if len(reader.window(SYMBOLS[-1], bars)) >= bars:
+            return reader
+        reader.close()
+        return None
+
+    result = eventually(attach, 10)
+    assert isinstance(result, KlineReader)
+    return result
+
+
+def test_reader_never_sees_a_torn_row_while_a_writer_process_hammers(
+    instance: str, writers: list[subprocess.Popen[str]]
+) -> None:
+    # Full-ring reads: every append overwrites the oldest row of the window being copied, so
+    # without the seqlock about 3 % of these reads came out torn (measured while writing this).
+    assert start_writer(writers, instance, 100, -1)[1] == "ready True 0"
+    reader = reader_ready(instance, 100)
+    newest = []
+    for i in range(10_000):
+        rows = reader.window(SYMBOLS[i % 3], 100)
+        assert rows.shape == (100, COLUMN_COUNT)
+        assert_consistent(rows)
+        newest.append(rows[-1, KlineColumn.OPEN_TIME_MS])
+        mark = reader.mark(SYMBOLS[i % 3])
+        assert mark is not None and mark.price == mark.time_ms + 0.5
+    assert len(set(newest)) > 20, "the writer did not move during the reads"
+    reader.close()
+
+
+def test_reader_process_exit_does_not_unlink_the_segment(instance: str) -> None:
+    writer = KlineWriter.open(instance, SYMBOLS, 10)
+    writer.append("BTCUSDT", bar(1))
+    code = (
+        "from shared.shm import KlineReader\n"
+        f"r = KlineReader({instance!r})\n"
+        "print(len(r.window('BTCUSDT', 5)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "1" and out.stderr == ""
+    assert (SHM_DIR / segment_name(instance, "klines")).exists()
+    reader = KlineReader(instance)
+    assert reader.window("BTCUSDT", 5).tolist() == [bar(1)]
+    reader.close()
+    writer.close()
+
+
+def test_writer_killed_mid_stream_is_continued_by_a_new_writer(
+    instance: str, writers: list[subprocess.Popen[str]]
+) -> None:
+    first, ready = start_writer(writers, instance, 300, -1)
+    assert ready == "ready True 0"
+    reader = reader_ready(instance, 300)
+    incarnation = reader.incarnation
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    assert (SHM_DIR / segment_name(instance, "klines")).exists()
+
+    second, ready = start_writer(writers, instance, 300, 1000)
+    word, is_new, first_k = ready.split()
+    assert (word, is_new) == ("ready", "False")
+    assert second.wait(10) == 0
+    # Every symbol now holds a full window of consecutive bars across the crash point.
+    for symbol in SYMBOLS:
+        rows = reader.window(symbol, 300)
+        assert_consistent(rows)
+        assert rows[-1, KlineColumn.OPEN_TIME_MS] == (int(first_k) + 999) * MINUTE_MS
+    assert reader.mark("XRPUSDT") == Mark(int(first_k) + 999.5, int(first_k) + 999)
+    assert reader.incarnation == incarnation and reader.reattach_count == 0
+    assert reader.writer_pid == second.pid
+    reader.close()
+
+
+def test_writer_with_other_symbols_replaces_the_segment_and_readers_reattach(
+    instance: str,
+) -> None:
+    old = KlineWriter.open(instance, SYMBOLS, 10)
+    old.append("BTCUSDT", bar(5))
+    reader = KlineReader(instance)
+    assert reader.window("BTCUSDT", 10).tolist() == [bar(5)]
+    old.close()
+
+    new = KlineWriter.open(instance, ["SOLUSDT"], 20)
+    assert new.is_new and new.incarnation != reader.incarnation
+    new.append("SOLUSDT", bar(9))
+    assert reader.window("SOLUSDT", 10).tolist() == [bar(9)]
+    assert reader.symbols == ("SOLUSDT",) and reader.window_bars == 20
+    assert reader.reattach_count == 1 and reader.incarnation == new.incarnation
+    with pytest.raises(KeyError, match="BTCUSDT is not in the kline segment"):
+        reader.window("BTCUSDT", 10)
+    reader.close()
+    new.close()
+
+
+def test_window_wraps_the_ring_and_returns_the_newest_bars_oldest_first(instance: str) -> None:
+    writer = KlineWriter.open(instance, SYMBOLS, 4)
+    assert [writer.append("ETHUSDT", bar(k)) for k in range(7)] == [True] * 7
+    assert writer.append("ETHUSDT", bar(6)) is False  # replayed bar: ignored
+    reader = KlineReader(instance)
+    assert reader.window("ETHUSDT", 10).tolist() == [bar(k) for k in (3, 4, 5, 6)]
+    assert reader.window("ETHUSDT", 3).tolist() == [bar(k) for k in (4, 5, 6)]
+    assert reader.window("BTCUSDT", 3).shape == (0, COLUMN_COUNT)
+    assert reader.mark("ETHUSDT") is None
+    assert writer.last_open_time_ms("ETHUSDT") == 6 * MINUTE_MS
+    assert writer.last_open_time_ms("BTCUSDT") is None
+    reader.close()
+    writer.close()
+
+
+def test_reader_before_the_writer_exists_raises_segment_missing(instance: str) -> None:
+    with pytest.raises(SegmentMissingError, match=f"slt-{instance}-klines does not exist"):
+        KlineReader(instance)
+
+
+def test_unlink_segments_removes_the_instance_segments_only(instance: str) -> None:
+    writer = KlineWriter.open(instance, SYMBOLS, 4)
+    writer.close()
+    assert unlink_segments(instance) == [f"slt-{instance}-klines"]
+    assert not (SHM_DIR / f"slt-{instance}-klines").exists()
+    assert unlink_segments(instance) == []
+
+
+def test_free_space_check_refuses_a_segment_larger_than_dev_shm() -> None:
+    with pytest.raises(ShmSpaceError, match="bytes a segment needs"):
+        check_free_space(1 << 60)
+
+
+def test_write_left_open_by_a_crash_fails_reads_clearly_until_the_next_writer_repairs_it(
+    instance: str,
+) -> None:
+    writer = KlineWriter.open(instance, SYMBOLS, 4)
+    for k in range(6):
+        writer.append("BTCUSDT", bar(k))
+    writer.close()
+    # Reproduce a writer killed inside append(): seq odd, the next ring slot (oldest bar, 2)
+    # half overwritten with bar 6, count not yet moved.
+    layout = KlineLayout(len(SYMBOLS), 4)
+    segment = open_segment(segment_name(instance, "klines"), writable=True)
+    meta = np.frombuffer(segment.map, np.int64, 8, layout.meta_offset)
+    data = np.frombuffer(segment.map, np.float64, 4 * COLUMN_COUNT, layout.data_offset)
+    meta[0] += 1
+    data.reshape(4, COLUMN_COUNT)[6 % 4, :3] = bar(6)[:3]
+    del meta, data
+    segment.close()
+
+    reader = KlineReader(instance, read_timeout_s=0.02)
+    with pytest.raises(TornReadError, match=r"BTCUSDT window was not stable within 0\.02 s"):
+        reader.window("BTCUSDT", 4)
+    assert reader.window("ETHUSDT", 4).shape == (0, COLUMN_COUNT)  # other symbols unaffected
+
+    restarted = KlineWriter.open(instance, SYMBOLS, 4)
+    assert not restarted.is_new
+    assert reader.window("BTCUSDT", 4).tolist() == [bar(3), bar(4), bar(5)]  # torn bar 2 dropped
+    assert restarted.last_open_time_ms("BTCUSDT") == 5 * MINUTE_MS
+    assert restarted.append("BTCUSDT", bar(6))
+    assert reader.window("BTCUSDT", 4).tolist() == [bar(k) for k in (3, 4, 5, 6)]
+    reader.close()
+    restarted.close()
+
+
+def test_reader_of_an_unlinked_segment_raises_segment_missing(instance: str) -> None:
+    writer = KlineWriter.open(instance, SYMBOLS, 4)
+    reader = KlineReader(instance)
+    unlink_segments(instance)
+    with pytest.raises(SegmentMissingError):
+        reader.window("BTCUSDT", 4)
+    reader.close()
+    writer.close()
+
+
+READER_PROCESS = """
+import sys
+import numpy as np
+from shared.shm import COLUMN_COUNT, KlineReader
+r = KlineReader(sys.argv[1])
+symbols = r.symbols
+for i in range(10_000):
+    rows = r.window(symbols[i % len(symbols)], 100)
+    k = rows[:, 0] / 60_000
+    assert np.array_equal(rows[:, 1:], k[:, None] + np.arange(1, COLUMN_COUNT) / 16), "torn row"
+    assert np.array_equal(np.diff(k), np.ones(len(k) - 1)), "not consecutive"
+print("ok", flush=True)
+"""
+
+
+def test_reader_processes_never_see_a_torn_row_and_their_exit_keeps_the_segment(
+    instance: str, writers: list[subprocess.Popen[str]]
+) -> None:
+    assert start_writer(writers, instance, 100, -1)[1] == "ready True 0"
+    reader_ready(instance, 100).close()
+    command = [sys.executable, "-c", READER_PROCESS, instance]
+    readers = [
+        subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outcomes = [(r.communicate(timeout=30), r.returncode) for r in readers]
+    assert outcomes == [((b"ok\n", b""), 0)] * 2
+    assert (SHM_DIR / segment_name(instance, "klines")).exists()
