@@ -101,6 +101,25 @@ class PaperExchangeConfig:
 
 
 @dataclass(frozen=True)
+class StreamsConfig:
+    max_streams_per_connection: int = 200  # Binance allows 1024 (2026); ccxt and nautilus keep 200
+    ping_interval_s: float = 20.0  # client ping frame every this long (server pings are answered)
+    pong_timeout_s: float = 20.0  # no pong within this long: the connection is dead
+    silence_timeout_s: float = 60.0  # market connection delivering nothing this long is dead
+    open_timeout_s: float = 10.0  # deadline of the TCP + WebSocket handshake
+    close_timeout_s: float = 5.0  # deadline of the closing handshake before the socket is dropped
+    reconnect_base_s: float = 5.0  # first reconnect back-off ceiling; doubles (full jitter)
+    reconnect_cap_s: float = 300.0  # reconnect back-off ceiling never exceeds this
+    healthy_after_s: float = 60.0  # connected this long: the back-off starts over
+    max_connection_age_s: float = 85500.0  # proactive rollover (Binance closes at 24 h)
+    rollover_timeout_s: float = 30.0  # new market connection must deliver within this
+    queue_max_messages: int = 10000  # consumer queue; market drops oldest, user data blocks
+    bad_message_log_interval_s: float = 10.0  # at most one bad_message warning per this long
+    listen_key_keepalive_s: float = 1800.0  # PUT /fapi/v1/listenKey every this long (valid 60 min)
+    user_call_timeout_s: float = 30.0  # deadline of listenKey create/keep-alive and of resync
+
+
+@dataclass(frozen=True)
 class RedisConfig:
     url: str = ""  # external Redis URL; empty = the stack's private instance
     private_port: int = 6391  # port of the private instance started under supervisord
@@ -129,6 +148,7 @@ class Config:
     redis: RedisConfig
     postgres: PostgresConfig
     run: RunConfig
+    streams: StreamsConfig = field(default_factory=StreamsConfig)
 
     def path(self, relative: str) -> Path:
         """Resolve a config path against the repo root (absolute paths stay as they are)."""
@@ -248,12 +268,39 @@ def _check_exchange(cfg: Config) -> None:
         )
 
 
+def _check_streams(cfg: Config) -> None:
+    s = cfg.streams
+    if not 1 <= s.max_streams_per_connection <= 1024:
+        raise ConfigError(
+            f"config: streams.max_streams_per_connection={s.max_streams_per_connection} "
+            "is outside 1..1024"
+        )
+    positive = ("ping_interval_s", "pong_timeout_s", "silence_timeout_s", "open_timeout_s",
+                "close_timeout_s", "reconnect_base_s", "reconnect_cap_s", "healthy_after_s",
+                "max_connection_age_s", "rollover_timeout_s", "queue_max_messages",
+                "bad_message_log_interval_s", "listen_key_keepalive_s",
+                "user_call_timeout_s")  # fmt: skip
+    for name in positive:
+        if getattr(s, name) <= 0:
+            raise ConfigError(f"config: streams.{name}={getattr(s, name)} must be > 0")
+    if s.max_connection_age_s >= 86400:
+        raise ConfigError(
+            f"config: streams.max_connection_age_s={s.max_connection_age_s} must be < 86400 "
+            "(Binance closes every connection after 24 h; roll over before)"
+        )
+    if s.listen_key_keepalive_s >= 3600:
+        raise ConfigError(
+            f"config: streams.listen_key_keepalive_s={s.listen_key_keepalive_s} must be < 3600 "
+            "(a listenKey expires 60 minutes after its last keep-alive)"
+        )
+
+
 def _check_log_level(cfg: Config) -> None:
     if cfg.run.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"config: run.log_level={cfg.run.log_level!r} is not a log level")
 
 
-CHECKS = (_check_mode, _check_exchange, _check_paper, _check_log_level)
+CHECKS = (_check_mode, _check_exchange, _check_paper, _check_streams, _check_log_level)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
