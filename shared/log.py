@@ -77,12 +77,9 @@ class EventLogger:
         self._emit(logging.CRITICAL, event, fields)
 
     def exception(self, event: str, **fields: Any) -> None:
-        """Log an unexpected exception: the event line, then the traceback (the one exception)."""
+        """Log an unexpected exception: the event line, then its traceback (only here)."""
         self._emit(logging.ERROR, event, fields)
-        self._logger.debug("traceback", exc_info=True, stack_info=False)
-        if not self._logger.isEnabledFor(logging.DEBUG):
-            # An unexpected exception is exactly when a traceback belongs in the log.
-            self._logger.error("%s", "traceback", exc_info=True)
+        self._logger.error("traceback", exc_info=True)
 
 
 def setup(process: str, level: str = "INFO") -> EventLogger:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from shared.log import Throttle, format_event
+import pytest
+
+from shared.log import Throttle, format_event, setup
 
 
 def test_event_line_has_utc_prefix_level_process_event_and_pairs() -> None:
@@ -33,3 +35,17 @@ def test_throttle_lets_one_event_through_per_interval_and_counts_the_rest() -> N
     assert throttle.allow(60.0) == (True, 3)
     throttle.reset()
     assert throttle.allow(61.0) == (True, 0)
+
+
+def test_exception_logs_the_event_line_then_the_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    log = setup("probe")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("step_failed", attempt=1)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("ERROR probe step_failed attempt=1")
+    assert lines[1] == "traceback"
+    assert lines[-1] == "ValueError: boom"
