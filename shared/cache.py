@@ -1,7 +1,8 @@
 """Redis: every key name lives here (`Keys`), and every call has an explicit deadline.
 
 Only what the processes need so far: the rate-limit weight budget shared by all processes of
-one instance (`shared/exchange/ratelimit.py` decides; this module stores). Redis is a cache
+one instance (`shared/exchange/ratelimit.py` decides; this module stores), and the feed's latest
+values with their Clone-pattern snapshot (`write_feed`, `load_feed_snapshot`). Redis is a cache
 (DESIGN-RULES rule 18): a caller that gets `CacheUnavailableError` falls back to local state.
 
 Class tree:
@@ -47,6 +48,32 @@ class Keys:
     def request_block(self) -> str:
         """Exists while every process must hold its requests (a 429/418 Retry-After); PX TTL."""
         return f"{self.prefix}:rate:block"
+
+    def feed_latest(self) -> str:
+        """Hash {bus topic: msgpack payload of the last message published on it} (the feed)."""
+        return f"{self.prefix}:feed:latest"
+
+    def feed_seqs(self) -> str:
+        """Hash {bus topic: seq of that last message}: the Clone-pattern snapshot floors."""
+        return f"{self.prefix}:feed:seqs"
+
+    def feed_orders(self) -> str:
+        """Hash {client order id: msgpack OrderState} of the open regular and algo orders."""
+        return f"{self.prefix}:feed:orders"
+
+
+def redis_url(url: str, private_port: int) -> str:
+    """Return `url`, or the stack's private instance on 127.0.0.1:`private_port` when empty."""
+    return url or f"redis://127.0.0.1:{private_port}/0"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSnapshot:
+    """What the feed mirrored into Redis, read in one transaction (so seqs match the values)."""
+
+    latest: dict[str, bytes]  # bus topic -> msgpack payload
+    seqs: dict[str, int]  # bus topic -> seq of that payload
+    orders: dict[str, bytes]  # client order id -> msgpack OrderState
 
 
 # Reserve weight atomically: refuse while blocked, or when the window would pass `allowed`.
@@ -175,3 +202,41 @@ class Cache:
         """Return the weight counted in the window (0 when none)."""
         value = await self._call("GET", self._redis.get(self.keys.weight_window(window_start_ms)))
         return int(value or 0)
+
+    async def write_feed(
+        self,
+        is_full: bool,
+        latest: dict[str, bytes],
+        seqs: dict[str, int],
+        orders: dict[str, bytes],
+        removed_orders: list[str],
+    ) -> None:
+        """Write the feed's changed values in one MULTI/EXEC; `is_full` first deletes the three
+        hashes, so they hold exactly what is given. Raises CacheUnavailableError."""
+        k = self.keys
+        pipe = self._redis.pipeline(transaction=True)
+        if is_full:
+            pipe.delete(k.feed_latest(), k.feed_seqs(), k.feed_orders())
+        if latest:
+            pipe.hset(k.feed_latest(), mapping=latest)  # type: ignore[arg-type]
+        if seqs:
+            pipe.hset(k.feed_seqs(), mapping=seqs)  # type: ignore[arg-type]
+        if orders:
+            pipe.hset(k.feed_orders(), mapping=orders)  # type: ignore[arg-type]
+        if removed_orders:
+            pipe.hdel(k.feed_orders(), *removed_orders)
+        await self._call("write_feed", pipe.execute())
+
+    async def load_feed_snapshot(self) -> FeedSnapshot:
+        """Read the feed's latest values, seqs and open orders atomically."""
+        k = self.keys
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hgetall(k.feed_latest())
+        pipe.hgetall(k.feed_seqs())
+        pipe.hgetall(k.feed_orders())
+        latest, seqs, orders = await self._call("load_feed_snapshot", pipe.execute())
+        return FeedSnapshot(
+            latest={t.decode(): v for t, v in latest.items()},
+            seqs={t.decode(): int(v) for t, v in seqs.items()},
+            orders={c.decode(): v for c, v in orders.items()},
+        )

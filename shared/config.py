@@ -119,6 +119,28 @@ class StreamsConfig:
     user_call_timeout_s: float = 30.0  # deadline of listenKey create/keep-alive and of resync
 
 
+FEED_DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "XRPUSDT", "DOGEUSDT", "ADAUSDT", "LTCUSDT")
+MAX_KLINES_PER_REQUEST = 1500  # GET /fapi/v1/klines limit ceiling (BINANCE-API.md §5)
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    symbols: tuple[str, ...] = FEED_DEFAULT_SYMBOLS  # USDT-M perpetuals streamed (1m klines, marks)
+    window_bars: int = 500  # closed 1m bars kept per symbol in the shared-memory ring
+    backfill_bars: int = 500  # closed bars loaded over REST per symbol at a fresh start
+    heartbeat_interval_s: float = 1.0  # shm heartbeat and `heartbeat.feed` bus message period
+    stats_interval_s: float = 60.0  # `feed_stats` log line period, seconds
+    cache_flush_interval_s: float = 0.1  # Redis mirror written at most this often (conflated)
+    cache_retry_s: float = 5.0  # after a failed Redis write, wait this long before retrying
+    warning_interval_s: float = (
+        30.0  # a repeated warning (Redis down, bad event) at most this often
+    )
+    bus_endpoint: str = ""  # ZeroMQ PUB endpoint; empty = ipc://@slt-<instance>-feed-bus
+    disable_websocket: bool = False  # poll klines and marks over REST instead of market streams
+    disable_rest_fallback: bool = False  # never use REST for market data after the start backfill
+    rest_poll_interval_s: float = 2.0  # disable_websocket: one poll of every symbol this often
+
+
 @dataclass(frozen=True)
 class RedisConfig:
     url: str = ""  # external Redis URL; empty = the stack's private instance
@@ -149,6 +171,7 @@ class Config:
     postgres: PostgresConfig
     run: RunConfig
     streams: StreamsConfig = field(default_factory=StreamsConfig)
+    feed: FeedConfig = field(default_factory=FeedConfig)
 
     def path(self, relative: str) -> Path:
         """Resolve a config path against the repo root (absolute paths stay as they are)."""
@@ -295,12 +318,51 @@ def _check_streams(cfg: Config) -> None:
         )
 
 
+def _check_feed(cfg: Config) -> None:
+    f = cfg.feed
+    if not f.symbols:
+        raise ConfigError("config: feed.symbols is empty; name at least one symbol")
+    if len(set(f.symbols)) != len(f.symbols):
+        raise ConfigError(f"config: feed.symbols={list(f.symbols)} names a symbol twice")
+    if not 1 <= f.backfill_bars < MAX_KLINES_PER_REQUEST:
+        raise ConfigError(
+            f"config: feed.backfill_bars={f.backfill_bars} is outside "
+            f"1..{MAX_KLINES_PER_REQUEST - 1}"
+        )
+    if f.window_bars < f.backfill_bars:
+        raise ConfigError(
+            f"config: feed.window_bars={f.window_bars} is below "
+            f"feed.backfill_bars={f.backfill_bars}"
+        )
+    positive = ("heartbeat_interval_s", "stats_interval_s", "cache_flush_interval_s",
+                "cache_retry_s", "warning_interval_s", "rest_poll_interval_s")  # fmt: skip
+    for name in positive:
+        if getattr(f, name) <= 0:
+            raise ConfigError(f"config: feed.{name}={getattr(f, name)} must be > 0")
+    if f.disable_websocket and f.disable_rest_fallback:
+        raise ConfigError(
+            "config: feed.disable_websocket and feed.disable_rest_fallback are both true; "
+            "the feed would have no market data"
+        )
+    if f.disable_websocket:
+        # One poll: premiumIndex for all symbols (weight 10) + one klines page each (weight 1).
+        per_minute = (10 + len(f.symbols)) * 60 / f.rest_poll_interval_s
+        allowed = cfg.exchange.weight_limit_1m * (1 - cfg.exchange.guard_reserved_share) / 2
+        if per_minute > allowed:
+            raise ConfigError(
+                f"config: feed.rest_poll_interval_s={f.rest_poll_interval_s} polls "
+                f"{per_minute:.0f} weight/min, over half the unreserved budget {allowed:.0f}"
+            )
+
+
 def _check_log_level(cfg: Config) -> None:
     if cfg.run.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"config: run.log_level={cfg.run.log_level!r} is not a log level")
 
 
-CHECKS = (_check_mode, _check_exchange, _check_paper, _check_streams, _check_log_level)
+CHECKS = (
+    _check_mode, _check_exchange, _check_paper, _check_streams, _check_feed, _check_log_level,
+)  # fmt: skip
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -314,6 +376,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _apply_environment(cfg: Config, env: typing.Mapping[str, str]) -> Config:
+    if env.get("SLT_DISABLE_WEBSOCKET", "").lower() in ("1", "true", "yes"):
+        cfg = dataclasses.replace(cfg, feed=dataclasses.replace(cfg.feed, disable_websocket=True))
     key = env.get("SLT_API_KEY", "")
     secret = env.get("SLT_API_SECRET", "")
     if not secret and cfg.exchange.api_secret_file:
