@@ -269,15 +269,22 @@ class Feed:
                 self._warn["redis"].reset()
                 self.log.info("redis_recovered", topics=len(batch.latest))
 
-    async def tick(self) -> None:
-        """Publish `heartbeat.feed` every heartbeat interval and log `feed_stats`, forever."""
+    async def tick(self, cache: Cache) -> None:
+        """Publish `heartbeat.feed` (bus and its Redis mirror) every heartbeat interval and log
+        `feed_stats`, forever."""
         f = self.cfg.feed
         next_stats_s = time.monotonic() + f.stats_interval_s
         while True:
             await asyncio.sleep(f.heartbeat_interval_s)
             beat = bus.BusHeartbeat(ts_ms=time.time_ns() // 1_000_000, pid=os.getpid(),
                                     published=self.pub.published)  # fmt: skip
-            self.pub.publish(bus.heartbeat_topic(PROCESS), beat)
+            seq = self.pub.publish(bus.heartbeat_topic(PROCESS), beat)
+            beat = msgspec.structs.replace(beat, source=PROCESS, seq=seq)  # as published
+            try:  # stale after 3 intervals (rule 8); a dead Redis is reported by flush_cache
+                ttl_ms = int(3000 * f.heartbeat_interval_s)
+                await cache.write_heartbeat(PROCESS, bus.encode(beat), ttl_ms)
+            except CacheUnavailableError:
+                pass
             if time.monotonic() >= next_stats_s:
                 next_stats_s += f.stats_interval_s
                 self.log_stats()
@@ -324,7 +331,7 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger) -> None:
                 spawn = asyncio.get_running_loop().create_task
                 tasks += [spawn(run_heartbeat(heartbeat, f.heartbeat_interval_s,
                                               lambda: dict(feed.progress))),
-                          spawn(feed.tick()), spawn(feed.flush_cache(cache))]  # fmt: skip
+                          spawn(feed.tick(cache)), spawn(feed.flush_cache(cache))]  # fmt: skip
                 names = [f"{s.lower()}@kline_1m" for s in f.symbols]
                 names += [f"{s.lower()}@markPrice@1s" for s in f.symbols]
                 # Streams first, then the backfill: a bar closing in between is in the queue.

@@ -49,6 +49,11 @@ class Keys:
         """Exists while every process must hold its requests (a 429/418 Retry-After); PX TTL."""
         return f"{self.prefix}:rate:block"
 
+    def heartbeat(self, process: str) -> str:
+        """A process's last heartbeat (msgpack BusHeartbeat), PX TTL = 3 intervals (rule 7: the
+        observability mirror; the shared-memory table is the channel the watchdog trusts)."""
+        return f"{self.prefix}:hb:{process}"
+
     def feed_latest(self) -> str:
         """Hash {bus topic: msgpack payload of the last message published on it} (the feed)."""
         return f"{self.prefix}:feed:latest"
@@ -226,6 +231,19 @@ class Cache:
         if removed_orders:
             pipe.hdel(k.feed_orders(), *removed_orders)
         await self._call("write_feed", pipe.execute())
+
+    async def write_heartbeat(self, process: str, payload: bytes, ttl_ms: int) -> None:
+        """SET the process's heartbeat mirror with a PX TTL. Raises CacheUnavailableError."""
+        call = self._redis.set(self.keys.heartbeat(process), payload, px=ttl_ms)
+        await self._call("write_heartbeat", call)
+
+    async def read_heartbeat(self, process: str) -> tuple[bytes | None, int]:
+        """Return (payload or None, remaining TTL ms; negative when absent)."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(self.keys.heartbeat(process))
+        pipe.pttl(self.keys.heartbeat(process))
+        payload, ttl_ms = await self._call("read_heartbeat", pipe.execute())
+        return payload, int(ttl_ms)
 
     async def load_feed_snapshot(self) -> FeedSnapshot:
         """Read the feed's latest values, seqs and open orders atomically."""

@@ -70,6 +70,19 @@ def test_closed_klines_reach_shm_redis_and_the_bus_with_the_exchange_values(
     assert latest.open_time_ms >= klines[-1].open_time_ms
     assert latest.close == float(by_open.get(latest.open_time_ms, rows[-1])[KlineColumn.CLOSE])
 
+    # The heartbeat's Redis mirror expires 3 intervals (0.2 s here) after the last beat.
+    async def heartbeat_mirror() -> tuple[bytes | None, int]:
+        async with Cache(redis_instance.url, feed.instance, 2.0) as cache:
+            return await cache.read_heartbeat("feed")
+
+    payload, ttl_ms = asyncio.run(heartbeat_mirror())
+    assert payload is not None and 0 < ttl_ms <= 600
+    beat = msgspec.msgpack.decode(payload, type=bus.BusHeartbeat)
+    assert feed.process is not None
+    assert beat.pid == feed.process.pid and beat.source == "feed"
+    feed.kill()
+    eventually(lambda: asyncio.run(heartbeat_mirror())[0] is None, 5.0)
+
 
 def test_late_subscriber_loads_the_snapshot_then_receives_only_newer_messages(
     start_feed: Callable[..., FeedProcess], redis_instance: RedisServer
