@@ -3,9 +3,14 @@
     .venv/bin/python scripts/bench_shm.py
 
 200 symbols x 500 closed 1m bars x 11 float64 columns (8.8 MB). shm: KlineReader.window per
-symbol (seqlocked copy out of the segment). Redis: a private redis-server started here (as the
-tests do), one key per symbol holding the window as raw float64 bytes (the cheapest possible
-serialization), read with GET, or with one MGET for all symbols, then decoded with numpy.
+symbol (seqlocked copy out of the segment), or KlineReader.views + validate (zero-copy read-only
+views, one vectorized seqlock check before and after). Redis: a private redis-server started here
+(as the tests do), one key per symbol holding the window as raw float64 bytes (the cheapest
+possible serialization), read with GET, or with one MGET for all symbols, then decoded with numpy.
+
+A view costs almost nothing until it is used, so the last line adds a trivial computation (sum of
+the close column of every window) to both sides: shm views + sum + validate versus Redis MGET +
+decode + sum. No writer runs during the timing, so every validation succeeds.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shared.shm import COLUMN_COUNT, KlineReader, KlineWriter, unlink_segments
+from shared.shm import COLUMN_COUNT, KlineColumn, KlineReader, KlineWriter, unlink_segments
 from tests.services import redis_server
 
 SYMBOLS = [f"SYM{i:03d}USDT" for i in range(200)]
@@ -63,6 +68,24 @@ def main() -> None:
     def shm_all() -> object:
         return [reader.window(symbol, BARS) for symbol in SYMBOLS]
 
+    def shm_one_view() -> object:
+        view = reader.view(SYMBOLS[0], BARS)
+        assert view.is_valid()
+        return view
+
+    def shm_all_views() -> object:
+        views = reader.views(SYMBOLS, BARS)
+        assert not reader.validate(views)
+        return views
+
+    def shm_all_views_sum() -> object:
+        views = reader.views(SYMBOLS, BARS)
+        sums = [float(view.rows[:, KlineColumn.CLOSE].sum()) for view in views]
+        assert not reader.validate(views)
+        return sums
+
+    assert shm_all_views_sum() == [float(windows[s][:, KlineColumn.CLOSE].sum()) for s in SYMBOLS]
+
     with tempfile.TemporaryDirectory(prefix="slt-bench-") as tmp, redis_server(Path(tmp)) as srv:
         client = redis.Redis(port=srv.port, socket_timeout=5, socket_connect_timeout=5)
         keys = [f"klines:1m:{symbol}" for symbol in SYMBOLS]
@@ -77,11 +100,20 @@ def main() -> None:
         def redis_all() -> object:
             return [decode(raw) for raw in client.mget(keys)]
 
+        def redis_all_sum() -> object:
+            return [float(decode(raw)[:, KlineColumn.CLOSE].sum()) for raw in client.mget(keys)]
+
         assert np.array_equal(redis_one(), windows[SYMBOLS[0]])
+        redis_one_us, redis_all_us = per_call_us(redis_one), per_call_us(redis_all)
         figures = [
-            ("one window (1 symbol x 500 bars)", per_call_us(shm_one), per_call_us(redis_one)),
-            ("all windows (200 symbols x 500 bars)", per_call_us(shm_all), per_call_us(redis_all)),
-        ]
+            ("one window (1 symbol x 500 bars)", per_call_us(shm_one), redis_one_us),
+            ("all windows (200 symbols x 500 bars)", per_call_us(shm_all), redis_all_us),
+            ("one window zero-copy view + validate", per_call_us(shm_one_view), redis_one_us),
+            ("all windows zero-copy views + validate (200 x 500)",
+             per_call_us(shm_all_views), redis_all_us),
+            ("all windows views + sum(close) + validate vs MGET + decode + sum(close)",
+             per_call_us(shm_all_views_sum), per_call_us(redis_all_sum)),
+        ]  # fmt: skip
         client.close()
     reader.close()
     writer.close()
@@ -89,7 +121,7 @@ def main() -> None:
     print(f"kline windows, {COLUMN_COUNT} float64 columns, median per read")
     for label, shm_us, redis_us in figures:
         print(
-            f"{label:38s} shm {shm_us:9.1f} us   redis {redis_us:9.1f} us   "
+            f"{label:72s} shm {shm_us:9.1f} us   redis {redis_us:9.1f} us   "
             f"redis/shm {redis_us / shm_us:6.1f}x"
         )
 

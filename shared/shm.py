@@ -1,16 +1,18 @@
 """Closed 1m kline windows and latest marks in shared memory: one segment per instance.
 
 The feed is the only writer (`KlineWriter`; one feed per instance is enforced by
-`shared.bus.bind_instance_lock`); every other process attaches read-only (`KlineReader`) and copies
-the last N bars out of zero-copy numpy views under a per-symbol seqlock. Segment
-`slt-<instance>-klines`, layout version `LAYOUT_VERSION`:
+`shared.bus.bind_instance_lock`); every other process attaches read-only (`KlineReader`) and
+either copies the last N bars under a per-symbol seqlock (`window`), or borrows them as read-only
+numpy views and validates them after computing (`view`, `views`, `validate`; see `WindowView`).
+Segment `slt-<instance>-klines`, layout version `LAYOUT_VERSION` (shm_layout.py):
 
     header      128 B   segment.py's common header; params = symbol_count, window_bars, columns
     names       32 B per symbol, ASCII, NUL-padded: the symbol -> slot map (no other channel)
     meta        64 B per symbol (int64): seq, count (bars ever written), length (valid bars),
                 last_open_time_ms
     marks       64 B per symbol: seq (int64), time_ms (int64), price (float64)
-    data        float64 [symbol_count, window_bars, len(KlineColumn)], a ring per symbol
+    data        float64 [symbol_count, 2 * window_bars, len(KlineColumn)]: a ring per symbol,
+                stored twice so every window of <= window_bars bars is one contiguous slice
 
 A writer that restarts (even after kill -9) re-attaches to the segment when magic, version,
 symbols and window agree, closes any write its predecessor left open, and continues the same
@@ -19,7 +21,6 @@ windows; otherwise it replaces the segment with a new incarnation, and readers r
 
 from __future__ import annotations
 
-import enum
 import os
 import time
 from collections.abc import Sequence
@@ -33,12 +34,10 @@ from shared.segment import (
     H_IS_RETIRED,
     H_VERSION,
     H_WRITER_PID,
-    HEADER_BYTES,
     Segment,
     SegmentLayoutError,
     SegmentMissingError,
     ShmError,
-    align,
     create_segment,
     open_segment,
     params_of,
@@ -49,74 +48,41 @@ from shared.segment import (
     write_begin,
     write_end,
 )
+from shared.shm_layout import (
+    COLUMN_COUNT,
+    K_PRICE,
+    K_TIME_MS,
+    LAYOUT_VERSION,
+    M_COUNT,
+    M_LAST_OPEN_MS,
+    M_LENGTH,
+    M_SEQ,
+    SYMBOL_BYTES,
+    KlineColumn,
+    KlineLayout,
+    decode_symbols,
+    encode_symbols,
+    ring_rows_of,
+    window_rows,
+)
+from shared.shm_views import SegmentViews, WindowView
 
 __all__ = [
+    "COLUMN_COUNT",
+    "SYMBOL_BYTES",
     "KlineColumn",
     "KlineLayout",
     "KlineReader",
     "KlineWriter",
     "Mark",
+    "WindowView",
+    "decode_symbols",
+    "encode_symbols",
     "unlink_segments",
 ]
 
-LAYOUT_VERSION = 1
-SYMBOL_BYTES = 32
 READ_TIMEOUT_S = 0.1  # longest a window or mark read waits for a stable record
 REATTACH_CHECK_S = 1.0  # how often a reader compares the name's inode with its mapping
-
-
-class KlineColumn(enum.IntEnum):
-    """Columns of a window row, all float64 (millisecond times are exact below 2**53)."""
-
-    OPEN_TIME_MS = 0
-    OPEN = 1
-    HIGH = 2
-    LOW = 3
-    CLOSE = 4
-    VOLUME = 5
-    CLOSE_TIME_MS = 6
-    QUOTE_VOLUME = 7
-    TRADES = 8
-    TAKER_BUY_VOLUME = 9
-    TAKER_BUY_QUOTE_VOLUME = 10
-
-
-COLUMN_COUNT = len(KlineColumn)
-
-# Meta and mark word indices (each record is one 64-byte line of eight 8-byte words).
-M_SEQ, M_COUNT, M_LENGTH, M_LAST_OPEN_MS = 0, 1, 2, 3
-K_SEQ, K_TIME_MS, K_PRICE = 0, 1, 2
-
-
-@dataclass(frozen=True)
-class KlineLayout:
-    """Byte offsets of a kline segment (pure: a function of symbol count and window length)."""
-
-    symbol_count: int
-    window_bars: int
-
-    @property
-    def names_offset(self) -> int:
-        return HEADER_BYTES
-
-    @property
-    def meta_offset(self) -> int:
-        return align(self.names_offset + self.symbol_count * SYMBOL_BYTES)
-
-    @property
-    def marks_offset(self) -> int:
-        return self.meta_offset + self.symbol_count * 64
-
-    @property
-    def data_offset(self) -> int:
-        return align(self.marks_offset + self.symbol_count * 64)
-
-    @property
-    def size(self) -> int:
-        return self.data_offset + self.symbol_count * self.window_bars * COLUMN_COUNT * 8
-
-    def params(self) -> list[int]:
-        return [self.symbol_count, self.window_bars, COLUMN_COUNT]
 
 
 @dataclass(frozen=True)
@@ -127,71 +93,10 @@ class Mark:
     time_ms: int
 
 
-def encode_symbols(symbols: Sequence[str]) -> bytes:
-    """Return the fixed-width name table; raise ValueError on a name too long or repeated."""
-    if len(set(symbols)) != len(symbols):
-        raise ValueError(f"shm: symbols repeat in {list(symbols)}")
-    out = bytearray()
-    for symbol in symbols:
-        raw = symbol.encode("ascii")
-        if not 0 < len(raw) < SYMBOL_BYTES:
-            raise ValueError(f"shm: symbol {symbol!r} exceeds {SYMBOL_BYTES - 1} bytes")
-        out += raw.ljust(SYMBOL_BYTES, b"\0")
-    return bytes(out)
-
-
-def decode_symbols(table: bytes, count: int) -> tuple[str, ...]:
-    """Return the symbols of a name table written by encode_symbols."""
-    return tuple(
-        table[i * SYMBOL_BYTES : (i + 1) * SYMBOL_BYTES].rstrip(b"\0").decode("ascii")
-        for i in range(count)
-    )
-
-
-class _Views:
-    """numpy views over a mapped kline segment (read-only when the mapping is)."""
-
-    def __init__(self, segment: Segment) -> None:
-        count, window, columns = params_of(segment, 3)
-        if columns != COLUMN_COUNT or count <= 0 or window <= 0:
-            raise SegmentLayoutError(
-                f"shm: segment {segment.name} has {count} symbols x {window} bars x {columns} "
-                f"columns, expected {COLUMN_COUNT} columns"
-            )
-        layout = KlineLayout(count, window)
-        if segment.size < layout.size:
-            raise SegmentLayoutError(f"shm: segment {segment.name} is smaller than its layout")
-        buf = segment.map
-        self.layout = layout
-        self.symbols = decode_symbols(bytes(buf[layout.names_offset : layout.meta_offset]), count)
-        self.slots = {symbol: i for i, symbol in enumerate(self.symbols)}
-        self.meta: npt.NDArray[np.int64] = np.frombuffer(
-            buf, np.int64, count * 8, layout.meta_offset
-        ).reshape(count, 8)
-        self.mark_words: npt.NDArray[np.int64] = np.frombuffer(
-            buf, np.int64, count * 8, layout.marks_offset
-        ).reshape(count, 8)
-        self.mark_floats: npt.NDArray[np.float64] = np.frombuffer(
-            buf, np.float64, count * 8, layout.marks_offset
-        ).reshape(count, 8)
-        self.data: npt.NDArray[np.float64] = np.frombuffer(
-            buf, np.float64, count * window * COLUMN_COUNT, layout.data_offset
-        ).reshape(count, window, COLUMN_COUNT)
-        # Column views of the seq words, so the seqlock helpers index one flat array.
-        self.row_seqs = self.meta[:, M_SEQ]
-        self.mark_seqs = self.mark_words[:, K_SEQ]
-
-    def slot(self, symbol: str) -> int:
-        try:
-            return self.slots[symbol]
-        except KeyError:
-            raise KeyError(f"shm: symbol {symbol} is not in the kline segment") from None
-
-
 class KlineWriter:
     """The single writer of an instance's kline windows and marks (the feed)."""
 
-    def __init__(self, segment: Segment, views: _Views, is_new: bool) -> None:
+    def __init__(self, segment: Segment, views: SegmentViews, is_new: bool) -> None:
         self._segment = segment
         self._views = views
         self.is_new = is_new  # False when it continued a predecessor's windows
@@ -222,7 +127,7 @@ class KlineWriter:
         segment = create_segment(name, layout.size, LAYOUT_VERSION, layout.params(), replace=True)
         assert segment is not None  # replace=True always returns the new segment
         segment.map[layout.names_offset : layout.names_offset + len(table)] = table
-        return cls(segment, _Views(segment), is_new=True)
+        return cls(segment, SegmentViews(segment), is_new=True)
 
     @property
     def incarnation(self) -> int:
@@ -253,8 +158,10 @@ class KlineWriter:
             return False
         window = v.layout.window_bars
         count = int(v.meta[i, M_COUNT])
+        lower, upper = ring_rows_of(count, window)
         write_begin(v.row_seqs, i)
-        v.data[i, count % window] = row
+        v.data[i, lower] = row
+        v.data[i, upper] = row
         # Order matters for crash repair: the row is complete before count moves past it.
         v.meta[i, M_COUNT] = count + 1
         v.meta[i, M_LENGTH] = min(length + 1, window)
@@ -277,21 +184,22 @@ class KlineWriter:
         self._segment.close()
 
 
-def _matching_views(segment: Segment, layout: KlineLayout, table: bytes) -> _Views | None:
+def _matching_views(segment: Segment, layout: KlineLayout, table: bytes) -> SegmentViews | None:
     """Return views of segment when its version, layout and symbol table equal the wanted ones."""
     if int(segment.header[H_VERSION]) != LAYOUT_VERSION or params_of(segment, 3) != layout.params():
         return None
     if segment.size != layout.size:
         return None
     names = bytes(segment.map[layout.names_offset : layout.names_offset + len(table)])
-    return _Views(segment) if names == table else None
+    return SegmentViews(segment) if names == table else None
 
 
-def _repair_row_write(views: _Views, i: int) -> None:
+def _repair_row_write(views: SegmentViews, i: int) -> None:
     """Close a row write a crashed writer left open, dropping the one row it may have torn.
 
-    The write in progress targeted slot count % window. If the ring was full, that slot held the
-    oldest valid bar, which may now be half overwritten: shorten the window by one. If count had
+    The write in progress targeted ring slot count % window (both copies). If the ring was full,
+    that slot held the oldest valid bar, which may now be half overwritten: shorten the window by
+    one, so no window (window_rows) reaches either copy of it. If count had
     already moved, the new row is complete and the dropped slot is an untouched old bar.
     """
     if int(views.meta[i, M_SEQ]) & 1:
@@ -315,7 +223,7 @@ class KlineReader:
         self._segment, self._views = self._attach()
         self._checked_s = time.monotonic()
 
-    def _attach(self) -> tuple[Segment, _Views]:
+    def _attach(self) -> tuple[Segment, SegmentViews]:
         segment = open_segment(self.name, writable=False)
         try:
             version = int(segment.header[H_VERSION])
@@ -324,7 +232,7 @@ class KlineReader:
                     f"shm: segment {self.name} has layout version {version}, "
                     f"expected {LAYOUT_VERSION}"
                 )
-            return segment, _Views(segment)
+            return segment, SegmentViews(segment)
         except ShmError:
             segment.close()
             raise
@@ -377,17 +285,82 @@ class KlineReader:
         data, meta = v.data[i], v.meta[i]
 
         def copy() -> npt.NDArray[np.float64]:
-            k = min(bars, int(meta[M_LENGTH]))
-            end = int(meta[M_COUNT]) % window
-            start = end - k
-            out: npt.NDArray[np.float64]
-            if start >= 0:
-                out = data[start:end].copy()
-            else:
-                out = np.concatenate((data[start + window :], data[:end]))
+            start, end = window_rows(int(meta[M_COUNT]), int(meta[M_LENGTH]), window, bars)
+            out: npt.NDArray[np.float64] = data[start:end].copy()
             return out
 
         return read_stable(v.row_seqs, i, copy, self.read_timeout_s, f"{symbol} window")
+
+    def view(self, symbol: str, bars: int) -> WindowView:
+        """Return the last `bars` closed bars of symbol as a read-only view (no copy).
+
+        Shape (k, len(KlineColumn)) with k = min(bars, bars stored), oldest first. Compute on it,
+        then validate (WindowView's contract). Raises KeyError for an unknown symbol,
+        TornReadError when no stable read of the bounds happened within the bound.
+        """
+        self._ensure_current()
+        v = self._views
+        i = v.slot(symbol)
+        window = v.layout.window_bars
+        meta, seqs = v.meta[i], v.row_seqs
+
+        def bounds() -> tuple[int, int, int]:
+            start, end = window_rows(int(meta[M_COUNT]), int(meta[M_LENGTH]), window, bars)
+            return int(seqs[i]), start, end  # seq equals read_stable's even `before` value
+
+        seq, start, end = read_stable(seqs, i, bounds, self.read_timeout_s, f"{symbol} window")
+        return WindowView(symbol, v.rings[i][start:end], seq, v, i, window - (end - start))
+
+    def views(self, symbols: Sequence[str], bars: int) -> list[WindowView]:
+        """Return `view(symbol, bars)` for every symbol, in order, reading all bounds at once.
+
+        One vectorized seqlock read for the batch; a symbol whose record was being written
+        falls back to view() (bounded retries).
+        """
+        self._ensure_current()
+        v = self._views
+        try:
+            slots = np.fromiter(map(v.slots.__getitem__, symbols), np.intp, len(symbols))
+        except KeyError as e:
+            raise KeyError(f"shm: symbol {e.args[0]} is not in the kline segment") from None
+        seq_before = v.row_seqs[slots]
+        meta = v.meta[slots]  # a copy: count and length of every symbol
+        seq_after = v.row_seqs[slots]
+        window = v.layout.window_bars
+        ends = meta[:, M_COUNT] % window + window  # shm_layout.window_rows, vectorized
+        sizes = np.minimum(meta[:, M_LENGTH], max(bars, 0))
+        starts = ends - sizes
+        rooms = window - sizes
+        rings = v.rings
+        out = [
+            WindowView(symbol, rings[i][start:end], seq, v, i, room)
+            for symbol, i, seq, start, end, room in zip(
+                symbols, slots.tolist(), seq_before.tolist(), starts.tolist(), ends.tolist(),
+                rooms.tolist(), strict=True,
+            )
+        ]  # fmt: skip
+        is_unstable = (seq_before != seq_after) | (seq_before & 1 != 0)
+        for j in np.flatnonzero(is_unstable).tolist():
+            out[j] = self.view(symbols[j], bars)  # being written: bounded retries
+        return out
+
+    def validate(self, views: Sequence[WindowView]) -> list[str]:
+        """Return the symbols of the views that are no longer valid, in order (empty: all good).
+
+        Call it after computing on the views (WindowView's contract). Reads every seq word once.
+        """
+        v = self._views
+        is_current = int(v.is_retired[0]) == 0
+        seqs_now = v.row_seqs.tolist()  # one snapshot of every seq, after the computation
+        stale = []
+        for w in views:
+            if w._views is v and is_current:
+                # shm_layout.view_survives, inlined: appends begun since the view <= room.
+                if (seqs_now[w._slot] - w.seq + 1) // 2 > w._room:
+                    stale.append(w.symbol)
+            elif not w.is_valid():  # taken from an earlier mapping (the reader re-attached)
+                stale.append(w.symbol)
+        return stale
 
     def mark(self, symbol: str) -> Mark | None:
         """Return the latest mark of symbol, or None when none was written yet."""

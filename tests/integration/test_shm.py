@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +24,15 @@ from shared.segment import (
     segment_name,
     unlink_segments,
 )
-from shared.shm import COLUMN_COUNT, KlineColumn, KlineLayout, KlineReader, KlineWriter, Mark
+from shared.shm import (
+    COLUMN_COUNT,
+    KlineColumn,
+    KlineLayout,
+    KlineReader,
+    KlineWriter,
+    Mark,
+    WindowView,
+)
 from tests.integration.shm_writer import MINUTE_MS, bar
 from tests.services import eventually
 
@@ -267,3 +276,178 @@ def test_reader_processes_never_see_a_torn_row_and_their_exit_keeps_the_segment(
     outcomes = [(r.communicate(timeout=30), r.returncode) for r in readers]
     assert outcomes == [((b"ok\n", b""), 0)] * 2
     assert (SHM_DIR / segment_name(instance, "klines")).exists()
+
+
+def test_view_is_a_read_only_alias_of_the_window_and_views_match_it(instance: str) -> None:
+    writer = KlineWriter.open(instance, SYMBOLS, 10)
+    for k in range(13):
+        writer.append("BTCUSDT", bar(k))
+        if k < 3:
+            writer.append("ETHUSDT", bar(k))
+    reader = KlineReader(instance)
+    view = reader.view("BTCUSDT", 4)
+    assert (
+        view.rows.tolist() == reader.window("BTCUSDT", 4).tolist() == [bar(k) for k in range(9, 13)]
+    )
+    assert not view.rows.flags.writeable and not view.rows.flags.owndata
+    assert view.survives_appends == 6 and view.is_valid()
+    batch = reader.views(SYMBOLS, 5)
+    assert [v.symbol for v in batch] == SYMBOLS
+    for v in batch:
+        assert v.rows.tolist() == reader.window(v.symbol, 5).tolist()
+        assert v.seq == reader.view(v.symbol, 5).seq
+    assert [len(v.rows) for v in batch] == [5, 3, 0]
+    assert reader.validate(batch) == []
+    with pytest.raises(KeyError, match="SOLUSDT is not in the kline segment"):
+        reader.views(["BTCUSDT", "SOLUSDT"], 5)
+    reader.close()
+    writer.close()
+
+
+def test_view_is_invalidated_exactly_when_the_ring_wraps_past_it(instance: str) -> None:
+    writer = KlineWriter.open(instance, SYMBOLS, 10)
+    for k in range(12):
+        writer.append("BTCUSDT", bar(k))
+        writer.append("XRPUSDT", bar(k))
+    reader = KlineReader(instance)
+    (view,) = reader.views(["BTCUSDT"], 4)
+    other = reader.view("XRPUSDT", 4)
+    expected = [bar(k) for k in range(8, 12)]
+    segment = open_segment(segment_name(instance, "klines"), writable=True)
+    seq = np.frombuffer(segment.map, np.int64, 1, KlineLayout(len(SYMBOLS), 10).meta_offset)
+    for k in range(12, 18):  # 6 appends = window - bars: rows 8..11 untouched
+        seq += 1  # the next append has begun: the ring rows it will write are outside the view
+        assert view.is_valid() and reader.validate([view, other]) == []
+        seq -= 1
+        assert writer.append("BTCUSDT", bar(k))
+        assert view.is_valid() and view.rows.tolist() == expected
+    seq += 1  # the 7th append has begun: it writes the ring rows of bar 8 (view's oldest)
+    assert not view.is_valid() and reader.validate([view, other]) == ["BTCUSDT"]
+    seq -= 1
+    del seq
+    segment.close()
+    writer.append("BTCUSDT", bar(18))
+    assert view.rows[0].tolist() == bar(18)  # the alias now shows the newer bar
+    assert reader.validate([other, view]) == ["BTCUSDT"] and other.is_valid()
+    fresh = reader.view("BTCUSDT", 4)
+    assert fresh.is_valid() and fresh.rows.tolist() == [bar(k) for k in range(15, 19)]
+    full = reader.view("BTCUSDT", 10)
+    assert full.survives_appends == 0 and full.is_valid()
+    writer.append("BTCUSDT", bar(19))
+    assert not full.is_valid()  # a full-window view survives no append
+    reader.close()
+    writer.close()
+
+
+def test_views_of_a_replaced_segment_are_invalid_and_the_next_views_reattach(
+    instance: str,
+) -> None:
+    old = KlineWriter.open(instance, SYMBOLS, 10)
+    old.append("BTCUSDT", bar(1))
+    reader = KlineReader(instance)
+    before = reader.views(SYMBOLS, 10)
+    old.close()
+    new = KlineWriter.open(instance, SYMBOLS, 20)
+    new.append("BTCUSDT", bar(2))
+    assert before[0].rows.tolist() == [bar(1)]  # still mapped, but stale
+    assert reader.validate(before) == SYMBOLS and not before[1].is_valid()
+    after = reader.views(SYMBOLS, 10)
+    assert after[0].rows.tolist() == [bar(2)] and reader.reattach_count == 1
+    assert reader.validate(after) == [] and reader.validate([*before[:1], *after]) == ["BTCUSDT"]
+    reader.close()
+    new.close()
+
+
+def expected_newest_ms(view_seq: int) -> float:
+    """Open time of the newest bar when a fresh shm_writer's seq was view_seq (bar k = count k)."""
+    return (view_seq // 2 - 1) * MINUTE_MS
+
+
+def test_every_valid_view_computed_on_while_a_writer_process_hammers_is_exact(
+    instance: str, writers: list[subprocess.Popen[str]]
+) -> None:
+    assert start_writer(writers, instance, 100, -1)[1] == "ready True 0"
+    reader = reader_ready(instance, 100)
+    rng = np.random.default_rng(3)
+    valid = invalid = changed_under_invalid = 0
+    for i in range(4_000):
+        bars = int(rng.integers(1, 101))
+        views = reader.views(SYMBOLS, bars) if i % 2 else [reader.view(SYMBOLS[i % 3], bars)]
+        if i % 4 == 1:
+            time.sleep(0.0005)  # a slow computation: the writer wraps past short-lived views
+        # The computation: a checksum over the view, and a copy of what it read (to check).
+        computed = [(float(v.rows[:, KlineColumn.CLOSE].sum()), v.rows.copy()) for v in views]
+        stale = set(reader.validate(views))
+        for v, (checksum, rows) in zip(views, computed, strict=True):
+            is_exact = (
+                len(rows) == bars
+                and rows[-1, KlineColumn.OPEN_TIME_MS] == expected_newest_ms(v.seq)
+                and checksum == rows[:, KlineColumn.CLOSE].sum()
+            )
+            if v.symbol in stale:
+                assert not v.is_valid()
+                invalid += 1
+                changed_under_invalid += not is_exact
+                continue
+            valid += 1
+            assert is_exact, f"valid view of {v.symbol} is not the window at seq {v.seq}"
+            assert_consistent(rows)
+    assert valid > 1_000 and invalid > 100, (valid, invalid)
+    assert changed_under_invalid > 0, "no invalid view had actually changed: the writer idled"
+    reader.close()
+
+
+def test_views_taken_across_a_writer_kill_and_restart_stay_valid_until_the_ring_wraps(
+    instance: str, writers: list[subprocess.Popen[str]]
+) -> None:
+    first, ready = start_writer(writers, instance, 300, -1)
+    assert ready == "ready True 0"
+    reader = reader_ready(instance, 300)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    kept: list[WindowView] = []
+    for symbol in SYMBOLS:
+        try:
+            kept.append(reader.view(symbol, 50))
+        except TornReadError:  # killed inside this symbol's append: readable after the restart
+            pass
+    copies = [v.rows.copy() for v in kept]
+    assert reader.validate(kept) == []
+
+    second, ready = start_writer(writers, instance, 300, 100)  # 100 + repair < 250 appends
+    assert ready.split()[:2] == ["ready", "False"] and second.wait(10) == 0
+    assert reader.validate(kept) == []
+    for view, rows in zip(kept, copies, strict=True):
+        assert np.array_equal(view.rows, rows)
+        assert_consistent(rows)
+
+    third, ready = start_writer(writers, instance, 300, 200)
+    assert third.wait(10) == 0
+    assert reader.validate(kept) == [v.symbol for v in kept]
+    fresh = reader.views(SYMBOLS, 300)
+    for view in fresh:
+        assert_consistent(view.rows)
+    assert reader.validate(fresh) == [] and reader.reattach_count == 0
+    reader.close()
+
+
+def test_views_of_a_record_being_written_retry_then_fail_clearly(instance: str) -> None:
+    writer = KlineWriter.open(instance, SYMBOLS, 4)
+    for k in range(3):
+        writer.append("BTCUSDT", bar(k))
+        writer.append("ETHUSDT", bar(k))
+    segment = open_segment(segment_name(instance, "klines"), writable=True)
+    seq = np.frombuffer(segment.map, np.int64, 1, KlineLayout(len(SYMBOLS), 4).meta_offset)
+    seq += 1  # a writer stopped inside BTCUSDT's append
+    reader = KlineReader(instance, read_timeout_s=0.02)
+    with pytest.raises(TornReadError, match=r"BTCUSDT window was not stable within 0\.02 s"):
+        reader.views(["ETHUSDT", "BTCUSDT"], 2)
+    (eth,) = reader.views(["ETHUSDT"], 2)
+    assert eth.rows.tolist() == [bar(1), bar(2)] and reader.validate([eth]) == []
+    seq += 1  # the append completed
+    del seq
+    segment.close()
+    btc, eth = reader.views(["BTCUSDT", "ETHUSDT"], 2)
+    assert btc.rows.tolist() == eth.rows.tolist() == [bar(1), bar(2)]
+    reader.close()
+    writer.close()

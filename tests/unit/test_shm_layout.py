@@ -17,6 +17,12 @@ from shared.segment import (
     write_end,
 )
 from shared.shm import COLUMN_COUNT, SYMBOL_BYTES, KlineLayout, decode_symbols, encode_symbols
+from shared.shm_layout import (
+    appends_begun,
+    ring_rows_of,
+    view_survives,
+    window_rows,
+)
 
 
 def test_kline_layout_for_200_symbols_of_500_bars_aligns_every_block_to_a_cache_line() -> None:
@@ -30,8 +36,8 @@ def test_kline_layout_for_200_symbols_of_500_bars_aligns_every_block_to_a_cache_
         assert offset % 64 == 0
     assert layout.meta_offset == 128 + 200 * SYMBOL_BYTES
     assert layout.marks_offset == layout.meta_offset + 200 * 64
-    assert layout.size == layout.data_offset + 200 * 500 * COLUMN_COUNT * 8
-    assert layout.size == 8_832_128  # 32 128 B of header, names, meta, marks
+    assert layout.size == layout.data_offset + 200 * 2 * 500 * COLUMN_COUNT * 8  # ring twice
+    assert layout.size == 17_632_128  # 32 128 B of header, names, meta, marks
 
 
 def test_kline_layout_params_are_symbols_bars_and_columns() -> None:
@@ -107,3 +113,57 @@ def test_seqlock_repair_closes_a_write_left_open_by_a_crash() -> None:
     assert repair_seqlock(seqs, 0) is True
     assert repair_seqlock(seqs, 1) is False
     assert seqs.tolist() == [6, 6]
+
+
+def simulated_ring(window: int, appends: int) -> np.ndarray:
+    """The data rows of one symbol after `appends` double-writes of bar number c (value c)."""
+    rows = np.full(2 * window, -1.0)
+    for c in range(appends):
+        rows[list(ring_rows_of(c, window))] = c
+    return rows
+
+
+@pytest.mark.parametrize("window", [1, 4, 7])
+def test_every_window_of_the_double_written_ring_is_one_contiguous_slice(window: int) -> None:
+    for appends in range(3 * window + 2):
+        rows = simulated_ring(window, appends)
+        length = min(appends, window)
+        for bars in range(window + 2):
+            start, end = window_rows(appends, length, window, bars)
+            k = min(bars, length)
+            assert 0 <= start <= end <= 2 * window
+            assert rows[start:end].tolist() == list(range(appends - k, appends))
+
+
+def test_ring_rows_are_the_slot_in_each_copy() -> None:
+    assert ring_rows_of(0, 5) == (0, 5)
+    assert ring_rows_of(12, 5) == (2, 7)
+
+
+def test_window_rows_of_an_empty_or_shortened_ring_hold_only_valid_bars() -> None:
+    assert window_rows(0, 0, 4, 3) == (4, 4)
+    assert window_rows(9, 3, 4, 10) == (2, 5)  # a repaired ring of 4 holding 3 bars
+    assert window_rows(9, 3, 4, -1) == (5, 5)
+
+
+def test_appends_begun_counts_an_append_in_progress() -> None:
+    assert [appends_begun(10, now) for now in (10, 11, 12, 13, 14)] == [0, 1, 1, 2, 2]
+
+
+@pytest.mark.parametrize("window", [4, 7])
+def test_view_survives_exactly_until_an_append_reaches_one_of_its_rows(window: int) -> None:
+    # Replay the ring: after each begun append, compare the prediction with the actual rows.
+    for taken_at in range(2 * window):
+        length = min(taken_at, window)
+        for bars in range(1, length + 1):
+            start, end = window_rows(taken_at, length, window, bars)
+            before = simulated_ring(window, taken_at)[start:end]
+            for extra in range(window + 1):
+                # The append of bar taken_at + extra has begun (seq odd): its rows may be torn.
+                begun = simulated_ring(window, taken_at + extra + 1)[start:end]
+                is_untouched = np.array_equal(begun, before)
+                seq_then, seq_now = 2 * taken_at, 2 * (taken_at + extra) + 1
+                assert view_survives(seq_then, seq_now, window, end - start) == is_untouched
+                assert view_survives(seq_then, seq_now - 1, window, end - start) == (
+                    extra <= window - (end - start)
+                )
