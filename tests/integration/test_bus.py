@@ -266,3 +266,46 @@ def test_publisher_and_subscriber_work_over_tcp() -> None:
         assert [(r.payload.seq, r.verdict.kind) for r in got] == [(seq, SeqKind.NEXT)]
 
     run(test)
+
+
+SLOW_SUBSCRIBER = """
+import asyncio, sys
+from shared.bus import Subscriber
+
+async def main() -> None:
+    with Subscriber([sys.argv[1]], ["mark."], hwm=100) as sub:
+        print("subscribed", flush=True)
+        await asyncio.sleep(4.0)  # far behind its high-water mark, past any heartbeat timeout
+        got = 0
+        while await sub.receive(0.5) is not None:
+            got += 1
+        print(f"received={got} gaps={sub.gaps} missed={sub.missed}", flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_subscriber_far_behind_its_high_water_mark_survives_and_reports_the_loss(
+    instance: str,
+) -> None:
+    endpoint = bus_endpoint(instance, "slow")
+    with Publisher(endpoint, "feed", hwm=100) as pub:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SLOW_SUBSCRIBER, endpoint],
+            cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "subscribed"
+
+        async def flood() -> None:
+            for i in range(40_000):
+                pub.publish(mark_topic("BTCUSDT"), mark(100.0 + i % 7))
+                if i % 1000 == 0:
+                    await asyncio.sleep(0.05)  # spread over ~2 s, while the subscriber sleeps
+
+        run(flood)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, f"subscriber died with {proc.returncode}: {out}"
+    fields = dict(part.split("=") for part in out.split())
+    assert 0 < int(fields["received"]) < 40_000
+    assert int(fields["gaps"]) >= 1 and int(fields["missed"]) > 0
