@@ -1,0 +1,410 @@
+"""Print the feed's per-message throughput and latency against a naive seed-style baseline.
+
+    .venv/bin/python scripts/bench_feed.py [--skip-shm]
+
+Finishes in about a minute; ends with scripts/bench_shm.py's window read figures (shm vs Redis,
+200 symbols x 500 bars) unless --skip-shm.
+
+Input: combined-stream frames for 200 synthetic symbols (SYM000USDT...) replaying real 1m BTC/ETH
+bars of shared/paper/data: per symbol and minute 60 `markPrice@1s` updates, 60 open `kline_1m`
+updates and the one closed kline, interleaved second by second; all pre-encoded as bytes.
+
+Optimised path (one process pinned to core 0), exactly the feed's per-message code:
+`StreamConnection.accept_frame` (frames.py validation + dedup) -> `Inbox` put/get ->
+`Feed.on_market` (msgspec decode; closed kline: shm append + publish; mark: set_mark + publish;
+each publish also updates the in-memory Redis mirror). The socket read, the event loop's
+scheduling and the Redis flush task (batched, off the hot path) are not included. A real
+`Subscriber` drains the bus in another process on another core (with ZeroMQ's I/O thread). It
+cannot keep up with a burst this fast: it falls behind, and past its RCVHWM with ZMTP heartbeats
+on it may abort (libzmq#3937); the output says whether it was alive, because the publisher's
+cost per message is higher while a subscriber is actively draining.
+
+Baseline (seed style): json.loads per frame, a dict cache {symbol: [klines]}, json.dumps + a plain
+ZeroMQ PUB send of closed klines and marks, with and without a synchronous Redis SET of every
+message's latest JSON (private redis-server). Only the per-message processing path is measured;
+the seeds' one-connection-per-symbol is a network-side property and is not simulated.
+"""
+
+from __future__ import annotations
+
+import csv
+import gc
+import gzip
+import json
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import redis
+import zmq
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from procs.feed import Feed  # noqa: E402
+from shared import log  # noqa: E402
+from shared.bus import Publisher, Subscriber, bus_endpoint  # noqa: E402
+from shared.config import Config, load_config  # noqa: E402
+from shared.exchange.inbox import Inbox  # noqa: E402
+from shared.exchange.streams import StreamConnection  # noqa: E402
+from shared.shm import KlineWriter, unlink_segments  # noqa: E402
+from tests.services import redis_server  # noqa: E402
+
+SYMBOLS = [f"SYM{i:03d}USDT" for i in range(200)]
+MINUTES = 9  # 200 symbols x 121 messages x 9 minutes = 217,800 messages
+REDIS_MESSAGES = 10_000  # the Redis baseline runs on this prefix (one round trip per message)
+LATENCY_MESSAGES = 108_900  # the latency pass runs on this prefix (the first 4.5 minutes)
+PROJECTION_MESSAGES = 60_000  # the projection runs on this prefix
+KLINES_DIR = ROOT / "shared" / "paper" / "data" / "klines"
+HOT_CORE = 0
+
+
+# ---- input --------------------------------------------------------------------------------------
+
+
+def load_bars(symbol: str, count: int) -> list[dict[str, float]]:
+    """Return the first `count` real 1m bars of `symbol` from the paper exchange's data."""
+    path = next(KLINES_DIR.glob(f"{symbol}-1m-*.csv.gz"))
+    with gzip.open(path, "rt") as f:
+        reader = csv.DictReader(f)
+        return [
+            {k: float(v) for k, v in row.items()}
+            for _, row in zip(range(count), reader, strict=False)
+        ]
+
+
+def kline_frame(symbol: str, bar: dict[str, float], event_ms: int, close: float,
+                high: float, low: float, volume: float, is_closed: bool) -> bytes:  # fmt: skip
+    open_ms = int(bar["open_time"])
+    data = {"e": "kline", "E": event_ms, "s": symbol, "k": {
+        "t": open_ms, "T": open_ms + 59_999, "s": symbol, "i": "1m", "f": 100, "L": 200,
+        "o": f"{bar['open']:.2f}", "c": f"{close:.2f}", "h": f"{high:.2f}", "l": f"{low:.2f}",
+        "v": f"{volume:.3f}", "n": int(volume * 10), "x": is_closed,
+        "q": f"{volume * close:.4f}", "V": f"{volume / 2:.3f}", "Q": f"{volume * close / 2:.4f}",
+        "B": "0"}}  # fmt: skip
+    stream = f"{symbol.lower()}@kline_1m"
+    return json.dumps({"stream": stream, "data": data}, separators=(",", ":")).encode()
+
+
+def mark_frame(symbol: str, event_ms: int, price: float) -> bytes:
+    data = {"e": "markPriceUpdate", "E": event_ms, "s": symbol, "p": f"{price:.8f}",
+            "i": f"{price * 0.9999:.8f}", "P": f"{price:.8f}", "r": "0.00010000",
+            "T": (event_ms // 28_800_000 + 1) * 28_800_000}  # fmt: skip
+    stream = f"{symbol.lower()}@markPrice@1s"
+    return json.dumps({"stream": stream, "data": data}, separators=(",", ":")).encode()
+
+
+def build_frames() -> tuple[list[bytes], dict[str, int]]:
+    """Return the frames in arrival order and how many of each kind."""
+    sources = {
+        "BTCUSDT": load_bars("BTCUSDT", MINUTES + 1),
+        "ETHUSDT": load_bars("ETHUSDT", MINUTES + 1),
+    }
+    frames: list[bytes] = []
+    counts = {"kline_open": 0, "kline_closed": 0, "mark": 0}
+    for minute in range(MINUTES):
+        for second in range(60):
+            for i, symbol in enumerate(SYMBOLS):
+                bar = sources["BTCUSDT" if i % 2 == 0 else "ETHUSDT"][minute]
+                event_ms = int(bar["open_time"]) + second * 1000 + i
+                frac = (second + 1) / 60
+                price = bar["open"] + (bar["close"] - bar["open"]) * frac
+                high, low = max(bar["high"], price), min(bar["low"], price)
+                volume = bar["volume"] * frac
+                frames.append(mark_frame(symbol, event_ms, price))
+                frames.append(kline_frame(symbol, bar, event_ms, price, high, low, volume, False))
+                counts["mark"] += 1
+                counts["kline_open"] += 1
+        for i, symbol in enumerate(SYMBOLS):  # the closing update, just after the minute
+            bar = sources["BTCUSDT" if i % 2 == 0 else "ETHUSDT"][minute]
+            event_ms = int(bar["close_time"]) + 1 + i
+            frames.append(kline_frame(symbol, bar, event_ms, bar["close"], bar["high"], bar["low"],
+                                      bar["volume"], True))  # fmt: skip
+            counts["kline_closed"] += 1
+    return frames, counts
+
+
+# ---- measurement --------------------------------------------------------------------------------
+
+
+# A handler runs the whole frame list in one coroutine (as the feed's consume loop does) and,
+# given an array, stores each message's nanoseconds from frame bytes in to publish returned.
+Handler = Callable[[list[bytes], "npt.NDArray[np.int64] | None"], Coroutine[Any, Any, None]]
+
+
+def drive(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine that completes without suspending (the hot path never waits)."""
+    try:
+        coro.send(None)
+    except StopIteration as e:
+        return e.value
+    coro.close()
+    raise RuntimeError("bench: the hot path awaited something")
+
+
+def measure(make: Callable[[], Handler], frames: list[bytes], passes: int = 2,
+            has_latency: bool = True) -> dict[str, float]:  # fmt: skip
+    """Return msg/s (best and worst of `passes` untimed passes, each with fresh state) and
+    latency percentiles (one more pass timing every message with perf_counter_ns, which adds
+    about 0.1 us to each sample)."""
+    rates = []
+    for _ in range(passes):
+        handler = make()
+        gc.collect()
+        started = time.perf_counter()
+        drive(handler(frames, None))
+        rates.append(len(frames) / (time.perf_counter() - started))
+    result = {"msgs": len(frames), "msg_per_s": max(rates), "worst_msg_per_s": min(rates)}
+    if not has_latency:
+        return result
+    timed = frames[:LATENCY_MESSAGES]
+    samples = np.empty(len(timed), np.int64)
+    handler = make()
+    gc.collect()
+    drive(handler(timed, samples))
+    p50, p99, p999 = np.percentile(samples, [50, 99, 99.9]) / 1000
+    return {**result, "p50_us": p50, "p99_us": p99, "p999_us": p999,
+            "max_us": samples.max() / 1000}  # fmt: skip
+
+
+def drain(endpoint: str, ready: Any, stop: Any, counts: Any) -> None:
+    """Subscriber process: receive everything (a real `Subscriber`) until told to stop."""
+    import asyncio
+
+    if len(os.sched_getaffinity(0)) > 1:
+        os.sched_setaffinity(0, os.sched_getaffinity(0) - {HOT_CORE})
+
+    async def loop() -> None:
+        with Subscriber([endpoint], [""]) as sub:
+            await asyncio.sleep(0.3)  # let the SUB connect and subscribe
+            ready.set()
+            while True:
+                got = await sub.receive(0.2)
+                if got is not None:
+                    counts[0] += 1
+                    counts[1], counts[2] = sub.gaps, sub.missed
+                elif stop.is_set():
+                    break
+
+    asyncio.run(loop())
+
+
+class Optimised:
+    """The feed's objects, fresh per pass (a new shm instance, dedup memory and mirror)."""
+
+    def __init__(self, cfg: Config, publisher: Publisher) -> None:
+        self.cfg, self.publisher = cfg, publisher
+        self.instances: list[str] = []
+        self.writers: list[KlineWriter] = []
+
+    def handler(self, skip_open_klines: bool = False) -> Handler:
+        """Return the feed's path; `skip_open_klines` projects a suggested change (open kline
+        updates, which the feed decodes and then drops, go no further than the inbox)."""
+        instance = "bench" + uuid.uuid4().hex[:8]
+        self.instances.append(instance)
+        writer = KlineWriter.open(instance, SYMBOLS, self.cfg.feed.window_bars)
+        self.writers.append(writer)
+        feed = Feed(self.cfg, None, writer, self.publisher, log.get("feed"))  # type: ignore[arg-type]
+        inbox = Inbox(self.cfg.streams.queue_max_messages, "drop_oldest")
+        conn = StreamConnection("market-0", lambda: "", (), self.cfg.streams, inbox)  # type: ignore[arg-type,return-value]
+        accept, put, get, on_market = conn.accept_frame, inbox.put, inbox.get, feed.on_market
+
+        async def run(frames: list[bytes], samples: npt.NDArray[np.int64] | None) -> None:
+            if samples is None:
+                for frame in frames:
+                    message = accept(frame)
+                    if message is not None:
+                        await put(message)
+                        item = await get()
+                        if skip_open_klines and item.event_type == "kline" and not item.is_closed:  # type: ignore[union-attr]
+                            continue
+                        await on_market(item)
+                return
+            clock = time.perf_counter_ns
+            for n, frame in enumerate(frames):
+                t0 = clock()
+                message = accept(frame)
+                if message is not None:
+                    await put(message)
+                    await on_market(await get())
+                samples[n] = clock() - t0
+
+        return run
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+        for instance in self.instances:
+            unlink_segments(instance)
+
+
+def baseline(sock: zmq.Socket[bytes], client: redis.Redis | None) -> Handler:
+    """Seed style: json.loads, dict cache, json.dumps + PUB send, optional Redis SET."""
+    klines: dict[str, list[dict[str, Any]]] = {}
+    marks: dict[str, dict[str, Any]] = {}
+
+    def handle(frame: bytes) -> None:
+        data = json.loads(frame)["data"]
+        if data["e"] == "kline":
+            k = data["k"]
+            symbol = k["s"]
+            if client is not None:
+                client.set(f"kline:{symbol}", json.dumps(k))
+            if k["x"]:
+                klines.setdefault(symbol, []).append(k)
+                sock.send_multipart([f"kline.1m.{symbol}".encode(), json.dumps(k).encode()])
+        elif data["e"] == "markPriceUpdate":
+            symbol = data["s"]
+            marks[symbol] = data
+            if client is not None:
+                client.set(f"mark:{symbol}", json.dumps(data))
+            sock.send_multipart([f"mark.{symbol}".encode(), json.dumps(data).encode()])
+
+    async def run(frames: list[bytes], samples: npt.NDArray[np.int64] | None) -> None:
+        if samples is None:
+            for frame in frames:
+                handle(frame)
+            return
+        clock = time.perf_counter_ns
+        for n, frame in enumerate(frames):
+            t0 = clock()
+            handle(frame)
+            samples[n] = clock() - t0
+
+    return run
+
+
+def line(label: str, r: dict[str, float]) -> str:
+    head = f"{label:22s} {r['msgs']:>8,d} {r['msg_per_s']:>9,.0f} {r['worst_msg_per_s']:>9,.0f}"
+    if "p50_us" not in r:
+        return f"{head}   (throughput only)"
+    return (f"{head} {r['p50_us']:>7.1f} {r['p99_us']:>7.1f} {r['p999_us']:>8.1f} "
+            f"{r['max_us']:>8.1f}")  # fmt: skip
+
+
+def main() -> None:
+    cfg = load_config("paper")
+    log.setup("bench", "WARNING")
+    frames, counts = build_frames()
+    if len(os.sched_getaffinity(0)) > 1:  # ZeroMQ's I/O thread, made with the first socket
+        zmq.Context.instance().set(
+            zmq.THREAD_AFFINITY_CPU_ADD, max(os.sched_getaffinity(0) - {HOT_CORE})
+        )
+    instance = "bench" + uuid.uuid4().hex[:8]
+    endpoint = bus_endpoint(instance, "feed")
+    ctx = mp.get_context("spawn")
+    ready, stop = ctx.Event(), ctx.Event()
+    sub_counts = ctx.RawArray("q", 3)  # received, gaps, messages missed (the subscriber's view)
+    with tempfile.TemporaryDirectory(prefix="slt-bench-") as tmp, redis_server(Path(tmp)) as srv, \
+            Publisher(endpoint, "feed") as publisher:  # fmt: skip
+        drainer = ctx.Process(target=drain, args=(endpoint, ready, stop, sub_counts), daemon=True)
+        drainer.start()  # the subscriber and redis-server start before the pin: not on core 0
+        ready.wait(10)
+        raw_pub = zmq.Context.instance().socket(zmq.PUB)
+        raw_pub.setsockopt(zmq.LINGER, 0)
+        raw_pub.setsockopt(zmq.SNDHWM, 100_000)
+        raw_pub.bind(bus_endpoint(instance, "seed"))
+        client = redis.Redis(port=srv.port, socket_timeout=5)
+        all_cores = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {HOT_CORE})
+        optimised = Optimised(cfg, publisher)
+        try:
+            results = {"optimised": measure(optimised.handler, frames)}
+            # The publisher's cost depends on whether the subscriber is still draining.
+            alive_then, received_then = drainer.is_alive(), sub_counts[0]
+            results |= {
+                "baseline_no_redis": measure(lambda: baseline(raw_pub, None), frames),
+                "baseline_redis_set": measure(
+                    lambda: baseline(raw_pub, client), frames[:REDIS_MESSAGES], passes=1
+                ),
+                "projection_skip_open": measure(
+                    lambda: optimised.handler(skip_open_klines=True),
+                    frames[:PROJECTION_MESSAGES],
+                    passes=1,
+                    has_latency=False,
+                ),
+            }
+        finally:
+            os.sched_setaffinity(0, all_cores)
+            optimised.close()
+            raw_pub.close(linger=0)
+            client.close()
+            stop.set()
+            drainer.join(3)
+            if drainer.is_alive():  # still draining a backlog: stop it, report what it got
+                drainer.terminate()
+                drainer.join(3)
+        received, gaps, missed = sub_counts
+
+    print("bench_feed: per-message path, one process pinned to core 0")
+    frame_bytes = sum(map(len, frames)) // len(frames)
+    print(f"input symbols={len(SYMBOLS)} minutes={MINUTES} messages={len(frames)} "
+          f"kline_open={counts['kline_open']} kline_closed={counts['kline_closed']} "
+          f"mark={counts['mark']} bytes_per_frame={frame_bytes}")  # fmt: skip
+    print(
+        "optimised=accept_frame(parse+dedup) -> inbox -> Feed.on_market(decode, shm, "
+        "publish, redis mirror in memory); redis flush task is off the hot path, not measured"
+    )
+    print(
+        "baseline=json.loads, dict cache, json.dumps + PUB send; redis variant: sync SET per "
+        f"message, first {REDIS_MESSAGES} messages"
+    )
+    print(
+        "scope=per-message processing only; socket reads and connection count "
+        "(seed: one per symbol) are not simulated"
+    )
+    print(f"latency=every message of the first {LATENCY_MESSAGES} timed with perf_counter_ns "
+          "on a separate pass (fresh state)")  # fmt: skip
+    print(
+        "projection_skip_open=the optimised path with open kline updates stopped after the "
+        "inbox (a suggested feed change, not today's feed)"
+    )
+    print(
+        f"cores={len(all_cores)} zmq_io_thread_and_subscriber_and_redis=other cores when there "
+        "are any; the subscriber is a real shared.bus.Subscriber in another process"
+    )
+    print(
+        "msg/s=best of 2 passes (worst beside it) for optimised and baseline_no_redis, 1 pass "
+        "for the others; each pass starts from fresh state"
+    )
+    print(f"{'path':22s} {'messages':>8s} {'msg/s':>9s} {'worst':>9s} {'p50_us':>7s} "
+          f"{'p99_us':>7s} {'p99.9_us':>8s} {'max_us':>8s}")  # fmt: skip
+    for label, r in results.items():
+        print(line(label, r))
+    published = publisher.published
+    print(
+        f"subscriber received={received} published={published} gaps={gaps} missed={missed} "
+        f"exit_code={drainer.exitcode} (received < published: it fell behind; PUB never "
+        "blocks; -15 = stopped by the bench; -6 = libzmq abort _input_stopped, libzmq#3937)"
+    )
+    print(f"subscriber_alive_after_optimised={'yes' if alive_then else 'no'} "
+          f"received_by_then={received_then}")  # fmt: skip
+    rate = results["optimised"]["msg_per_s"]
+    for name in ("baseline_no_redis", "baseline_redis_set"):
+        ratio = rate / results[name]["msg_per_s"]
+        print(f"ratio_vs_{name}={ratio:.2f} target_3x_met={'yes' if ratio >= 3 else 'no'}")
+    print(f"optimised_msg_per_s={rate:.0f} target_30000_met={'yes' if rate >= 30_000 else 'no'}")
+    projected = results["projection_skip_open"]["msg_per_s"]
+    print(
+        f"projection_skip_open_msg_per_s={projected:.0f} "
+        f"ratio_vs_baseline_no_redis={projected / results['baseline_no_redis']['msg_per_s']:.2f}"
+    )
+    print()
+    if "--skip-shm" in sys.argv[1:]:
+        return
+    import bench_shm
+
+    bench_shm.main()
+
+
+if __name__ == "__main__":
+    main()
