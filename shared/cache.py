@@ -66,6 +66,18 @@ class Keys:
         """Hash {client order id: msgpack OrderState} of the open regular and algo orders."""
         return f"{self.prefix}:feed:orders"
 
+    def alerts(self) -> str:
+        """Stream of alerts (msgpack bus.Alert under field `a`) for the reporter to deliver."""
+        return f"{self.prefix}:alerts"
+
+    def guard_halt(self) -> str:
+        """The guard's halt flag mirror (msgpack bus.HaltState); the file in run/ is the truth."""
+        return f"{self.prefix}:guard:halt"
+
+    def exit_plans(self) -> str:
+        """Hash {symbol: msgpack bus.ExitPlan}: the trader's stop/take-profit intent per entry."""
+        return f"{self.prefix}:guard:plans"
+
 
 def redis_url(url: str, private_port: int) -> str:
     """Return `url`, or the stack's private instance on 127.0.0.1:`private_port` when empty."""
@@ -244,6 +256,41 @@ class Cache:
         pipe.pttl(self.keys.heartbeat(process))
         payload, ttl_ms = await self._call("read_heartbeat", pipe.execute())
         return payload, int(ttl_ms)
+
+    async def add_alert(self, payload: bytes, max_length: int = 10_000) -> None:
+        """XADD an alert to the alerts stream (approximately capped). Raises CacheUnavailableError."""
+        call = self._redis.xadd(
+            self.keys.alerts(), {"a": payload}, maxlen=max_length, approximate=True
+        )
+        await self._call("add_alert", call)
+
+    async def read_alerts(self, count: int = 100) -> list[bytes]:
+        """Return the newest `count` alert payloads, oldest first."""
+        rows: Any = await self._call(
+            "read_alerts", self._redis.xrevrange(self.keys.alerts(), count=count)
+        )
+        return [bytes(fields[b"a"]) for _id, fields in reversed(rows)]
+
+    async def set_value(self, key: str, payload: bytes) -> None:
+        """SET a key (no TTL). Raises CacheUnavailableError."""
+        await self._call("SET", self._redis.set(key, payload))
+
+    async def get_value(self, key: str) -> bytes | None:
+        """GET a key. Raises CacheUnavailableError."""
+        value: Any = await self._call("GET", self._redis.get(key))
+        return None if value is None else bytes(value)
+
+    async def set_field(self, key: str, field: str, payload: bytes | None) -> None:
+        """HSET one hash field, or HDEL it when payload is None. Raises CacheUnavailableError."""
+        if payload is None:
+            await self._call("HDEL", self._redis.hdel(key, field))
+        else:
+            await self._call("HSET", self._redis.hset(key, field, payload))
+
+    async def get_fields(self, key: str) -> dict[str, bytes]:
+        """HGETALL a hash as {field: payload}. Raises CacheUnavailableError."""
+        raw: Any = await self._call("HGETALL", self._redis.hgetall(key))
+        return {k.decode(): bytes(v) for k, v in raw.items()}
 
     async def load_feed_snapshot(self) -> FeedSnapshot:
         """Read the feed's latest values, seqs and open orders atomically."""

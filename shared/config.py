@@ -23,6 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.config_ops import (
+    DmsConfig,
+    ExitsConfig,
+    GuardConfig,
+    KillSwitchConfig,
+    WatchdogConfig,
+    check_exits,
+    check_guard,
+    check_watchdog,
+)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "config"
 MODES = ("paper", "live")
@@ -172,6 +183,11 @@ class Config:
     run: RunConfig
     streams: StreamsConfig = field(default_factory=StreamsConfig)
     feed: FeedConfig = field(default_factory=FeedConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    exits: ExitsConfig = field(default_factory=ExitsConfig)
+    kill_switch: KillSwitchConfig = field(default_factory=KillSwitchConfig)
+    dms: DmsConfig = field(default_factory=DmsConfig)
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
 
     def path(self, relative: str) -> Path:
         """Resolve a config path against the repo root (absolute paths stay as they are)."""
@@ -360,8 +376,18 @@ def _check_log_level(cfg: Config) -> None:
         raise ConfigError(f"config: run.log_level={cfg.run.log_level!r} is not a log level")
 
 
+def _check_ops(cfg: Config) -> None:
+    try:
+        check_guard(cfg.guard, cfg.dms)
+        check_exits(cfg.exits, cfg.kill_switch)
+        check_watchdog(cfg.watchdog)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 CHECKS = (
     _check_mode, _check_exchange, _check_paper, _check_streams, _check_feed, _check_log_level,
+    _check_ops,
 )  # fmt: skip
 
 

@@ -1,0 +1,86 @@
+"""Messages of the protective side, exchanged through Redis and files (never PUB/SUB: they are
+commands and state, DESIGN-RULES 15). Each is a frozen msgspec Struct encoded as msgpack (Redis)
+or JSON (files in run/, readable by an operator).
+
+    ExitPlan   trader -> guard: the stop / take-profit intent of an entry, written before the
+               entry is sent (Redis hash `Keys.exit_plans`, field = symbol)
+    HaltState  guard -> everyone: new entries halted, why, and since when (file run/guard/halt.json
+               is the truth, `Keys.guard_halt` its mirror)
+    Alert      any process -> reporter: something a person must know (`Keys.alerts` stream, and an
+               ERROR `alert` log line)
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+
+class ExitPlan(msgspec.Struct, frozen=True, kw_only=True):
+    """What the trader wants done with a position it opens; the guard enforces it."""
+
+    v: int = SCHEMA_VERSION
+    symbol: str
+    signal_id: str  # the entry's signal id; protective orders derive their client ids from it
+    side: str  # "BUY" (long) | "SELL" (short): the entry's side
+    stop_price: Decimal
+    take_profit_price: Decimal | None = None
+    invalidation_price: Decimal | None = None  # close if the mark crosses it against the trade
+    created_ms: int
+
+
+class HaltState(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether new entries are halted; only the operator re-arms after a kill-switch trip."""
+
+    v: int = SCHEMA_VERSION
+    is_halted: bool
+    reason: str  # "", "kill_switch_drawdown", "kill_switch_daily_loss", "dms_silence", ...
+    since_ms: int
+    needs_operator: bool = False  # True: stays halted until `slt rearm`
+
+
+class Alert(msgspec.Struct, frozen=True, kw_only=True):
+    """One alert; `kind` names it (see README's alert table), `detail` is one sentence."""
+
+    v: int = SCHEMA_VERSION
+    kind: str
+    source: str
+    detail: str
+    ts_ms: int
+    symbol: str = ""
+
+
+_msgpack = msgspec.msgpack.Encoder()
+_json = msgspec.json.Encoder()
+_plan = msgspec.msgpack.Decoder(ExitPlan)
+_halt_msgpack = msgspec.msgpack.Decoder(HaltState)
+_halt_json = msgspec.json.Decoder(HaltState)
+_alert = msgspec.msgpack.Decoder(Alert)
+
+
+def encode(value: ExitPlan | HaltState | Alert) -> bytes:
+    """Return the msgpack form (Redis)."""
+    return _msgpack.encode(value)
+
+
+def encode_json(value: HaltState) -> bytes:
+    """Return the JSON form (files under run/)."""
+    return _json.encode(value)
+
+
+def decode_plan(raw: bytes) -> ExitPlan:
+    """Decode an ExitPlan; raises msgspec.DecodeError / ValidationError for a malformed one."""
+    return _plan.decode(raw)
+
+
+def decode_halt(raw: bytes, is_json: bool = False) -> HaltState:
+    """Decode a HaltState (msgpack, or JSON from the file); raises msgspec errors."""
+    return (_halt_json if is_json else _halt_msgpack).decode(raw)
+
+
+def decode_alert(raw: bytes) -> Alert:
+    """Decode an Alert; raises msgspec errors."""
+    return _alert.decode(raw)
