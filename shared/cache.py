@@ -258,7 +258,7 @@ class Cache:
         return payload, int(ttl_ms)
 
     async def add_alert(self, payload: bytes, max_length: int = 10_000) -> None:
-        """XADD an alert to the alerts stream (approximately capped). Raises CacheUnavailableError."""
+        """XADD an alert to the alerts stream (capped). Raises CacheUnavailableError."""
         call = self._redis.xadd(
             self.keys.alerts(), {"a": payload}, maxlen=max_length, approximate=True
         )
