@@ -18,7 +18,7 @@ from shared.heartbeat import (
     read_heartbeats,
     run_heartbeat,
 )
-from shared.segment import ShmError
+from shared.segment import ShmError, TornReadError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -140,13 +140,21 @@ def test_reader_never_sees_a_torn_slot_while_a_process_beats_flat_out(instance: 
         assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
         reader = HeartbeatReader(instance)
         seen = set()
+        starved = 0
         for _ in range(10_000):
-            beat = reader.read()["feed"]
+            try:
+                beat = reader.read()["feed"]
+            except TornReadError:
+                # A writer rewriting the slot back to back can starve a reader on a loaded
+                # 2-core machine: the reader then refuses (never returns a torn record).
+                starved += 1
+                continue
             c = beat.seq
             assert (beat.monotonic_ns, beat.wall_ms, beat.loop_lag_ms) == (c, c, c / 1000)
             assert set(beat.progress_ns.values()) == {c}
             seen.add(c)
         assert len(seen) > 20, "the writer did not move during the reads"
+        assert starved < 100, f"{starved} of 10000 reads found no stable record"
         reader.close()
     finally:
         proc.kill()
