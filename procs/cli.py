@@ -1,6 +1,9 @@
 """`slt`: the operator's command line.
 
     slt env        print the SLT_* variables supervisord.conf expands (used by scripts/run-paper)
+    slt flatten    halt new entries and close every position now (asks for confirmation; --yes)
+    slt rearm      clear the halt flag after a kill-switch trip, dead-man's switch or flatten
+    slt halt       show the halt flag
 
 Exit codes: 0 success, 2 configuration error, 1 any other failure.
 """
@@ -8,10 +11,15 @@ Exit codes: 0 success, 2 configuration error, 1 any other failure.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import shlex
 import sys
+import time
 
+from shared import halt as haltfile
+from shared import log, protect
 from shared.config import ConfigError, load_config
+from shared.exchange.rest import ExchangeClient
 from shared.stack import supervisor_environment
 
 
@@ -19,6 +27,50 @@ def _cmd_env(args: argparse.Namespace) -> int:
     cfg = load_config(args.mode)
     for key, value in supervisor_environment(cfg).items():
         print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
+async def _flatten(args: argparse.Namespace) -> bool:
+    cfg = load_config(args.mode)
+    logger = log.setup("slt", cfg.run.log_level)
+    now_ms = time.time_ns() // 1_000_000
+    haltfile.save_halt(haltfile.halt_path(cfg.run.dir), haltfile.halted("operator_flatten", now_ms))
+    async with ExchangeClient(cfg.exchange, is_guard=True, logger=logger) as client:
+        info = await client.exchange_info()
+        specs = {s.symbol: s for s in info.symbols}
+        return await protect.flatten(client, specs, f"F{now_ms}", cfg.guard.flatten_round_s,
+                                     cfg.guard.flatten_max_rounds, logger)  # fmt: skip
+
+
+def _cmd_flatten(args: argparse.Namespace) -> int:
+    if not args.yes:
+        answer = input(f"Close EVERY position at market on the {args.mode or 'configured'} "
+                       "account and halt new entries? Type 'flatten' to confirm: ")  # fmt: skip
+        if answer.strip() != "flatten":
+            print("slt: not confirmed; nothing done", file=sys.stderr)
+            return 1
+    is_flat = asyncio.run(_flatten(args))
+    if is_flat:
+        print("flat; new entries halted until `slt rearm`")
+    else:
+        print("NOT flat after every round; the protective stops stay; see the log above")
+    return 0 if is_flat else 1
+
+
+def _cmd_rearm(args: argparse.Namespace) -> int:
+    cfg = load_config(args.mode)
+    path = haltfile.halt_path(cfg.run.dir)
+    before = haltfile.load_halt(path)
+    haltfile.save_halt(path, haltfile.armed())
+    print(f"re-armed (was: {before.reason or 'not halted'})")
+    return 0
+
+
+def _cmd_halt(args: argparse.Namespace) -> int:
+    cfg = load_config(args.mode)
+    state = haltfile.load_halt(haltfile.halt_path(cfg.run.dir))
+    print(f"halted reason={state.reason} since_ms={state.since_ms}" if state.is_halted
+          else "not halted")  # fmt: skip
     return 0
 
 
@@ -31,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("env", help="print the variables supervisord.conf expands").set_defaults(
         func=_cmd_env
     )
+    flatten = sub.add_parser("flatten", help="halt entries and close every position now")
+    flatten.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    flatten.set_defaults(func=_cmd_flatten)
+    sub.add_parser("rearm", help="clear the halt flag").set_defaults(func=_cmd_rearm)
+    sub.add_parser("halt", help="show the halt flag").set_defaults(func=_cmd_halt)
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)

@@ -73,6 +73,7 @@ class FeedProcess:
     run_dir: Path
     env_overrides: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
+    module: str = "procs.feed"  # the guard's tests run procs.guard the same way
 
     @property
     def instance(self) -> str:
@@ -84,7 +85,7 @@ class FeedProcess:
                     "PYTHONUNBUFFERED": "1", **self.env_overrides})  # fmt: skip
         env.pop("PYTHONASYNCIODEBUG", None)
         with self.log_path.open("ab") as log:
-            args = [sys.executable, "-m", "procs.feed"]
+            args = [sys.executable, "-m", self.module]
             self.process = subprocess.Popen(
                 args, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
             )

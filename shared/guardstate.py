@@ -1,0 +1,437 @@
+"""The position-guard's state and handlers: exchange truth in, protective actions out.
+
+`Guard` keeps, per open position, the Holding (from REST), its Plan (the trader's ExitPlan from
+Redis, or the default plan for a position it did not open: adopted, then alerted), its Track
+(best mark, current stop) and the signal id its protective stop's client id derives from. Every
+decision comes from shared/core (exits, reconcile, silence, risk, flatten); this class performs it
+through shared/protect.py and logs it with its reason. procs/guard.py wires it to its sources
+(user-data stream, ZeroMQ marks, shared memory, REST polling) and timers.
+
+Serialisation: every exchange mutation runs under `lock`, so a reconcile, an exit and a flatten
+never interleave, and a SIGTERM waits for the one in flight (rule 3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+from shared import halt as haltfile
+from shared import log, protect
+from shared.alerts import Alerter
+from shared.cache import Cache, CacheUnavailableError
+from shared.config import Config
+from shared.core import exits as ex
+from shared.core.ids import client_order_id
+from shared.core.reconcile import RestingStop, WantedStop, plan_stops, stop_signal_of
+from shared.core.risk import EquityWatch, kill_switch_trip, watch_equity
+from shared.core.silence import SilenceDecision
+from shared.exchange.errors import ExchangeError
+from shared.exchange.rest import ExchangeClient
+from shared.schemas import binance as b
+from shared.schemas import guard as g
+
+STOP_MOVE_INTERVAL_S = 1.0  # a trailing stop is moved at the exchange at most this often
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def closing_side(quantity: Decimal) -> str:
+    """Return the side that reduces a signed position."""
+    return "SELL" if quantity > 0 else "BUY"
+
+
+class Guard:
+    """State of the guard; the handlers are called by procs/guard.py."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        client: ExchangeClient,
+        specs: dict[str, b.SymbolSpec],
+        run_dir: Path,
+        logger: log.EventLogger,
+        alerter: Alerter,
+    ) -> None:
+        self.cfg, self.client, self.specs, self.log, self.alerter = (
+            cfg,
+            client,
+            specs,
+            logger,
+            alerter,
+        )
+        self.cache: Cache | None = None
+        self.lock = asyncio.Lock()
+        self.holdings: dict[str, ex.Holding] = {}
+        self.plans: dict[str, ex.Plan] = {}
+        self.tracks: dict[str, ex.Track] = {}
+        self.signals: dict[str, str] = {}
+        self.exits_sent: dict[str, int] = {}  # symbol -> exit orders sent for this position
+        self.stops: dict[str, Decimal] = {}  # symbol -> trigger of our resting stop (exchange)
+        self.stop_moved_s: dict[str, float] = {}  # symbol -> monotonic time of the last move
+        self.marks: dict[str, tuple[Decimal, int]] = {}  # symbol -> (price, event time ms)
+        self.mark_fresh_mono_ms: int | None = None  # last time any source brought a newer mark
+        self.trends: dict[str, float | None] = {}
+        self.halt_path = haltfile.halt_path(run_dir)
+        self.halt = haltfile.load_halt(self.halt_path)
+        self.equity: EquityWatch | None = None
+        self.is_flattening = False
+        self.is_rest_mode = False
+        self.progress: dict[str, int] = {}
+        self.stats = {
+            "reconciles": 0,
+            "stops_placed": 0,
+            "exits": 0,
+            "flattens": 0,
+            "adopted": 0,
+            "errors": 0,
+        }
+
+    # ---- marks --------------------------------------------------------------------------------
+
+    def observe_mark(self, symbol: str, price: Decimal, event_ms: int) -> bool:
+        """Record a mark from any source; return True when it is newer than the last one."""
+        last = self.marks.get(symbol)
+        if last is not None and event_ms <= last[1]:
+            return False
+        self.marks[symbol] = (price, event_ms)
+        self.mark_fresh_mono_ms = time.monotonic_ns() // 1_000_000
+        self.progress["mark"] = time.monotonic_ns()
+        return True
+
+    def exchange_now_ms(self) -> int:
+        """The exchange's clock as the marks show it (the paper exchange may run faster)."""
+        return max((t for _p, t in self.marks.values()), default=_now_ms())
+
+    async def on_mark(self, symbol: str, price: Decimal, event_ms: int) -> None:
+        """Evaluate the position of `symbol` against a new mark; act on a decision."""
+        if not self.observe_mark(symbol, price, event_ms) or symbol not in self.holdings:
+            return
+        await self.evaluate(symbol)
+
+    async def evaluate(self, symbol: str) -> None:
+        """Move the trailing stop and apply the first exit rule that fires, if any."""
+        holding, mark = self.holdings.get(symbol), self.marks.get(symbol)
+        if holding is None or mark is None or self.is_flattening or symbol not in self.plans:
+            return
+        spec = self.specs[symbol]
+        track = ex.update_track(
+            self.tracks[symbol], holding, mark[0], self.cfg.exits, spec.tick_size
+        )
+        self.tracks[symbol] = track
+        decision = ex.evaluate_exit(
+            holding,
+            self.plans[symbol],
+            track,
+            mark[0],
+            mark[1],
+            self.trends.get(symbol),
+            self.cfg.exits,
+            spec.market_step_size,
+        )
+        if decision is not None:
+            await self.execute_exit(symbol, decision)
+        elif self.stops.get(symbol) not in (None, track.stop_price) and not self.lock.locked():
+            now_s = time.monotonic()
+            if now_s - self.stop_moved_s.get(symbol, 0.0) >= STOP_MOVE_INTERVAL_S:
+                self.stop_moved_s[symbol] = now_s
+                await self.reconcile(symbol)  # the stop tightened: move the resting one
+
+    async def execute_exit(self, symbol: str, decision: ex.Exit) -> None:
+        """Send the reduce-only close a rule decided; then reconcile the symbol."""
+        async with self.lock:
+            holding = self.holdings.get(symbol)
+            if holding is None:
+                return
+            attempt = self.exits_sent.get(symbol, 0)
+            purpose = "exit" if decision.is_full else "part"
+            cid = client_order_id(self.signals[symbol], purpose, min(attempt, 999))
+            self.log.info(
+                "exit_decided",
+                symbol=symbol,
+                reason=decision.reason,
+                qty=decision.quantity,
+                full=decision.is_full,
+                detail=decision.detail,
+                client_id=cid,
+            )
+            try:
+                order = await protect.close_now(
+                    self.client, symbol, closing_side(holding.quantity), decision.quantity, cid
+                )
+            except ExchangeError as e:
+                self.stats["errors"] += 1
+                self.log.warning(
+                    "exit_failed", symbol=symbol, reason=decision.reason, error=str(e)[:300]
+                )
+                return
+            finally:
+                self.exits_sent[symbol] = attempt + 1
+            self.stats["exits"] += 1
+            self.progress["order"] = time.monotonic_ns()
+            if order is not None and not decision.is_full:
+                self.tracks[symbol] = ex.apply_exit(self.tracks[symbol], decision)
+            self.log.info(
+                "exit_sent",
+                symbol=symbol,
+                reason=decision.reason,
+                status=order.status if order else "nothing_to_reduce",
+                avg_price=order.avg_price if order else "",
+            )
+        await self.reconcile(symbol)
+
+    # ---- exchange truth -----------------------------------------------------------------------
+
+    async def _load_plans(self) -> dict[str, g.ExitPlan]:
+        if self.cache is None:
+            return {}
+        try:
+            raw = await self.cache.get_fields(self.cache.keys.exit_plans())
+        except CacheUnavailableError:
+            return {}
+        plans = {}
+        for symbol, value in raw.items():
+            try:
+                plans[symbol] = g.decode_plan(value)
+            except msgspec.DecodeError as e:
+                self.log.warning("exit_plan_invalid", symbol=symbol, error=str(e)[:200])
+        return plans
+
+    def _holding(self, p: b.Position, margin: Decimal) -> ex.Holding:
+        known = self.holdings.get(p.symbol)
+        same = known is not None and (known.quantity > 0) == (p.amount > 0)
+        notional = abs(p.amount) * p.entry_price
+        leverage = max(1, int(notional / margin)) if margin > 0 else 1
+        return ex.Holding(
+            symbol=p.symbol,
+            quantity=p.amount,
+            entry_price=p.entry_price,
+            leverage=leverage,
+            liquidation_price=p.liquidation_price,
+            opened_ms=known.opened_ms if same and known else p.update_time_ms,
+            isolated_margin=margin,
+        )
+
+    async def reconcile(
+        self, symbol: str | None = None, margins: dict[str, Decimal] | None = None
+    ) -> None:
+        """Read exchange truth (one symbol or all), adopt and plan what is new, and make the
+        resting stops match. Exchange errors are logged; the next reconcile retries."""
+        async with self.lock:
+            try:
+                trigger_now = await self._reconcile(symbol, margins or {})
+            except ExchangeError as e:
+                self.stats["errors"] += 1
+                self.log.warning("reconcile_failed", symbol=symbol or "all", error=str(e)[:300])
+                return
+        self.stats["reconciles"] += 1
+        self.progress["reconcile"] = time.monotonic_ns()
+        for s in trigger_now:  # the mark is already through the stop: close now (-2021)
+            holding = self.holdings.get(s)
+            if holding is not None:
+                await self.execute_exit(
+                    s,
+                    ex.Exit(
+                        reason="stop_loss",
+                        quantity=abs(holding.quantity),
+                        is_full=True,
+                        detail="the stop would trigger at once (-2021)",
+                    ),
+                )
+
+    async def _reconcile(self, symbol: str | None, margins: dict[str, Decimal]) -> list[str]:
+        truth = await protect.fetch_truth(self.client, symbol)
+        scope = [symbol] if symbol else sorted(set(truth.positions) | set(self.holdings))
+        plans = (
+            await self._load_plans() if any(s not in self.plans for s in truth.positions) else {}
+        )
+        resting = protect.resting_stops(truth.algo_orders)
+        for s in scope:
+            p = truth.positions.get(s)
+            if p is None or s not in self.specs:
+                if s in self.holdings:
+                    self.log.info("position_gone", symbol=s)
+                for d in (self.holdings, self.plans, self.tracks, self.signals, self.exits_sent):
+                    d.pop(s, None)
+                if p is not None:
+                    await self.alerter.send(
+                        "unknown_symbol", f"position in {s}, a symbol without spec", s
+                    )
+                continue
+            known = self.holdings.get(s)
+            holding = self._holding(
+                p, margins.get(s, Decimal(0)) or (known.isolated_margin if known else Decimal(0))
+            )
+            flipped = known is not None and (known.quantity > 0) != (p.amount > 0)
+            self.holdings[s] = holding
+            if s in self.plans and not flipped:
+                continue
+            self._adopt(s, holding, plans.get(s), resting)
+        wanted = {
+            s: WantedStop(
+                symbol=s,
+                side=closing_side(self.holdings[s].quantity),
+                trigger_price=self.tracks[s].stop_price,
+                signal_id=self.signals[s],
+            )
+            for s in scope
+            if s in self.holdings
+        }
+        amounts = {s: truth.positions[s].amount for s in scope if s in truth.positions}
+        stop_plan = plan_stops(amounts, wanted, [r for r in resting if r.symbol in scope])
+        outcome = await protect.apply_stop_plan(
+            self.client, stop_plan, self.cfg.guard.stop_working_type, self.log
+        )
+        self.stats["stops_placed"] += len(outcome.placed)
+        for r in resting:
+            if r.symbol in wanted and r.trigger_price == wanted[r.symbol].trigger_price:
+                self.stops[r.symbol] = r.trigger_price
+        for placed in outcome.placed:
+            self.stops[placed.symbol] = placed.trigger_price
+        for s in [s for s in self.stops if s not in self.holdings]:
+            del self.stops[s]
+        for s, error in outcome.failed.items():
+            await self.alerter.send("stop_missing", f"no protective stop for {s}: {error[:200]}", s)
+        return outcome.trigger_now
+
+    def _adopt(
+        self,
+        s: str,
+        holding: ex.Holding,
+        plan: g.ExitPlan | None,
+        resting: list[RestingStop],
+    ) -> None:
+        spec = self.specs[s]
+        is_long = holding.quantity > 0
+        if plan is not None and (plan.side == "BUY") == is_long:
+            self.plans[s] = ex.Plan(
+                stop_price=plan.stop_price,
+                take_profit_price=plan.take_profit_price,
+                invalidation_price=plan.invalidation_price,
+            )
+            self.signals[s] = plan.signal_id
+            self.log.info(
+                "position_protected",
+                symbol=s,
+                qty=holding.quantity,
+                entry=holding.entry_price,
+                stop=plan.stop_price,
+                source="trader_plan",
+            )
+        else:
+            self.plans[s] = ex.default_plan(holding, self.cfg.exits, spec.tick_size)
+            self.signals[s] = stop_signal_of(resting, s) or f"{s}_{holding.opened_ms}"
+            self.stats["adopted"] += 1
+            self.log.info(
+                "position_adopted",
+                symbol=s,
+                qty=holding.quantity,
+                entry=holding.entry_price,
+                stop=self.plans[s].stop_price,
+                take_profit=self.plans[s].take_profit_price,
+            )
+            task = asyncio.get_running_loop().create_task(
+                self.alerter.send(
+                    "position_adopted",
+                    f"{s} {holding.quantity} @ {holding.entry_price} had no plan; "
+                    f"default stop {self.plans[s].stop_price}",
+                    s,
+                )
+            )
+            task.add_done_callback(lambda _t: None)
+        self.tracks[s] = ex.new_track(holding, self.plans[s])
+        self.exits_sent[s] = 0
+
+    # ---- kill switch, silence, halt -----------------------------------------------------------
+
+    async def check_equity(self, equity: Decimal) -> None:
+        """Track peak and daily equity; trip the kill switch (flatten, halt) when a limit is hit."""
+        self.equity = watch_equity(self.equity, equity, _now_ms())
+        trip = kill_switch_trip(self.equity, equity, self.cfg.kill_switch)
+        if trip is not None and not (self.halt.is_halted and self.halt.reason == trip[0]):
+            reason, detail = trip
+            await self.set_halt(reason)
+            await self.alerter.send(reason, detail)
+            await self.flatten(reason)
+
+    async def set_halt(self, reason: str) -> None:
+        """Set (reason) or clear ("") the halt flag: file first, then the Redis mirror."""
+        state = haltfile.halted(reason, _now_ms()) if reason else haltfile.armed()
+        if state.is_halted == self.halt.is_halted and state.reason == self.halt.reason:
+            return
+        haltfile.save_halt(self.halt_path, state)
+        self.halt = state
+        self.log.warning("halt_set" if reason else "halt_cleared", reason=reason or None)
+        await self.mirror_halt()
+
+    async def mirror_halt(self) -> None:
+        if self.cache is None:
+            return
+        try:
+            await self.cache.set_value(self.cache.keys.guard_halt(), g.encode(self.halt))
+        except CacheUnavailableError:
+            pass  # the file is the truth; the mirror is rewritten on the next change or start
+
+    async def apply_silence(self, decision: SilenceDecision) -> None:
+        """Apply the silence policy: REST mode, entry halt, dead-man's switch."""
+        if decision.use_rest != self.is_rest_mode:
+            self.is_rest_mode = decision.use_rest
+            self.log.warning(
+                "rest_mode_entered" if decision.use_rest else "rest_mode_left",
+                detail=decision.detail,
+            )
+        self.halt = haltfile.load_halt(self.halt_path)  # `slt flatten` / `slt rearm` write it
+        if self.halt.needs_operator:
+            pass
+        elif decision.halt_entries and not self.halt.is_halted:
+            await self.set_halt("trader_silent")
+        elif not decision.halt_entries and self.halt.reason == "trader_silent":
+            await self.set_halt("")
+        if decision.flatten_reason and not self.is_flattening and self.holdings:
+            await self.set_halt(decision.flatten_reason)
+            await self.alerter.send(
+                decision.flatten_reason, f"dead-man's switch: {decision.detail}"
+            )
+            await self.flatten(decision.flatten_reason)
+
+    async def flatten(self, reason: str) -> bool:
+        """Flatten every position (shared/protect.flatten) under the lock; return True when flat."""
+        self.is_flattening = True
+        self.stats["flattens"] += 1
+        episode = f"F{_now_ms()}"
+        self.log.warning(
+            "flatten_triggered", reason=reason, episode=episode, positions=len(self.holdings)
+        )
+        try:
+            async with self.lock:
+                is_flat = await protect.flatten(
+                    self.client,
+                    self.specs,
+                    episode,
+                    self.cfg.guard.flatten_round_s,
+                    self.cfg.guard.flatten_max_rounds,
+                    self.log,
+                )
+        finally:
+            self.is_flattening = False
+        if not is_flat:
+            await self.alerter.send(
+                "flatten_incomplete", f"positions remain after {reason}; stops stay"
+            )
+        await self.reconcile()
+        return is_flat
+
+    def update_trends(self, closes_by_symbol: dict[str, np.ndarray]) -> None:
+        """Recompute the counter-trend input from the latest kline windows."""
+        e = self.cfg.exits
+        for symbol, closes in closes_by_symbol.items():
+            self.trends[symbol] = ex.trend_strength(
+                closes, e.counter_trend_fast_bars, e.counter_trend_slow_bars
+            )

@@ -1,0 +1,115 @@
+"""The position-guard against the paper exchange, as a real subprocess with no feed running:
+adoption and protection, restarts without duplicate orders, exits, the exchange-resident stop
+when the guard is dead, and the dead-man's switch."""
+
+from __future__ import annotations
+
+import json
+import signal
+from decimal import Decimal
+
+import pytest
+
+from tests.integration.feed.conftest import wait_for_log
+from tests.integration.guard.conftest import (
+    algo_orders,
+    control,
+    mark,
+    open_position,
+    position,
+    rest,
+)
+from tests.services import eventually
+
+pytestmark = pytest.mark.slow
+
+
+def our_stops(px: object) -> list[dict[str, object]]:
+    return [o for o in algo_orders(px) if str(o["clientAlgoId"]).startswith("slt-")]  # type: ignore[arg-type]
+
+
+def test_adopted_position_gets_a_resting_stop_and_a_restart_duplicates_nothing(px, start_guard):
+    open_position(px, "BUY", "0.02")
+    entry = Decimal(rest(px, "GET", "/fapi/v3/positionRisk", symbol="BTCUSDT")[0]["entryPrice"])
+    guard = start_guard()
+    eventually(lambda: len(our_stops(px)) == 1, 15.0)
+    stop = our_stops(px)[0]
+    assert stop["side"] == "SELL" and stop["closePosition"] in (True, "true")
+    assert stop["orderType"] == "STOP_MARKET" and stop["workingType"] == "MARK_PRICE"
+    # Default plan: 2 % below the entry, rounded toward the entry (never further than configured).
+    assert entry * Decimal("0.98") <= Decimal(stop["triggerPrice"]) < entry * Decimal("0.981")
+    assert guard.log_events("position_adopted")
+    guard.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+    assert guard.process.wait(timeout=15) == 0  # type: ignore[union-attr]
+    assert [o["clientAlgoId"] for o in our_stops(px)] == [stop["clientAlgoId"]]  # still resting
+    again = start_guard()
+    wait_for_log(again, "guard_started", timeout_s=15.0)
+    eventually(lambda: len(again.log_events("position_adopted")) == 1, 10.0)
+    assert [o["clientAlgoId"] for o in our_stops(px)] == [stop["clientAlgoId"]]
+    assert not again.log_events("stop_placed")
+
+
+def test_price_through_the_stop_closes_the_position_and_clears_the_stop(px, start_guard):
+    open_position(px, "SELL", "0.02")
+    guard = start_guard()
+    eventually(lambda: len(our_stops(px)) == 1, 15.0)
+    trigger = Decimal(our_stops(px)[0]["triggerPrice"])
+    control(px, "/_sim/price", symbol="BTCUSDT", price=str(trigger * Decimal("1.01")))
+    eventually(lambda: position(px) == 0, 15.0)
+    eventually(lambda: our_stops(px) == [], 10.0)
+    assert guard.is_running()
+
+
+def test_max_holding_time_closes_the_position_with_its_reason(px, start_guard):
+    open_position(px, "BUY", "0.02")
+    guard = start_guard(exits={"max_holding_s": 120.0})  # 2 simulated minutes = 2 s at speed 60
+    eventually(lambda: position(px) == 0, 20.0)
+    decided = guard.log_events("exit_decided")
+    assert decided and "reason=max_holding" in decided[0], guard.log_text()
+    assert "client_id=slt-" in decided[0]
+
+
+def test_killed_guard_leaves_the_exchange_stop_which_closes_and_the_restart_adds_nothing(
+    px, start_guard
+):
+    open_position(px, "BUY", "0.02")
+    guard = start_guard()
+    eventually(lambda: len(our_stops(px)) == 1, 15.0)
+    trigger = Decimal(our_stops(px)[0]["triggerPrice"])
+    guard.kill()
+    control(px, "/_sim/price", symbol="BTCUSDT", price=str(trigger * Decimal("0.99")))
+    eventually(lambda: position(px) == 0, 15.0)  # the resting stop did it, nobody watching
+    trades_before = rest(px, "GET", "/fapi/v1/userTrades", symbol="BTCUSDT")
+    again = start_guard()
+    wait_for_log(again, "guard_started", timeout_s=15.0)
+    eventually(lambda: len(again.log_events("exit_sent")) == 0 and again.is_running(), 2.0)
+    assert rest(px, "GET", "/fapi/v1/userTrades", symbol="BTCUSDT") == trades_before
+    assert our_stops(px) == []
+    assert not again.log_events("stop_placed")
+
+
+def test_dead_mans_switch_flattens_when_feed_and_trader_are_silent(px, start_guard, tmp_path):
+    open_position(px, "BUY", "0.02")
+    open_position(px, "SELL", "10", symbol="ETHUSDT")
+    guard = start_guard(dms={"silence_after_s": 3.0})
+    eventually(lambda: position(px) == 0 and position(px, "ETHUSDT") == 0, 20.0)
+    eventually(lambda: guard.log_events("flatten_done"), 5.0)
+    halt = json.loads((tmp_path / "run" / "guard" / "halt.json").read_text())
+    assert halt["is_halted"] and halt["reason"] == "dms_silence" and halt["needs_operator"]
+    eventually(lambda: our_stops(px) == [], 10.0)
+
+
+def test_dead_mans_switch_flattens_when_every_mark_source_goes_stale(px, start_guard, tmp_path):
+    open_position(px, "BUY", "0.02")
+    guard = start_guard(dms={"blind_after_s": 2.0})
+    eventually(lambda: len(our_stops(px)) == 1, 15.0)
+    wait_for_log(guard, "rest_mode_entered", timeout_s=10.0)
+    assert position(px) != 0
+    control(px, "/_sim/clock/pause")  # no mark moves any more: REST answers, but stale
+    try:
+        eventually(lambda: position(px) == 0, 20.0)
+    finally:
+        control(px, "/_sim/clock/resume")
+    halt = json.loads((tmp_path / "run" / "guard" / "halt.json").read_text())
+    assert halt["reason"] == "dms_blind"
+    assert mark(px) > 0
