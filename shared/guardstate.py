@@ -29,10 +29,10 @@ from shared.config import Config
 from shared.core import exits as ex
 from shared.core.ids import client_order_id
 from shared.core.reconcile import RestingStop, WantedStop, plan_stops, stop_signal_of
-from shared.core.risk import EquityWatch, kill_switch_trip, watch_equity
-from shared.core.silence import SilenceDecision
+from shared.core.risk import EquityWatch
 from shared.exchange.errors import ExchangeError
 from shared.exchange.rest import ExchangeClient
+from shared.guardsafety import Safety
 from shared.schemas import binance as b
 from shared.schemas import guard as g
 
@@ -48,7 +48,7 @@ def closing_side(quantity: Decimal) -> str:
     return "SELL" if quantity > 0 else "BUY"
 
 
-class Guard:
+class Guard(Safety):
     """State of the guard; the handlers are called by procs/guard.py."""
 
     def __init__(
@@ -348,85 +348,6 @@ class Guard:
             task.add_done_callback(lambda _t: None)
         self.tracks[s] = ex.new_track(holding, self.plans[s])
         self.exits_sent[s] = 0
-
-    # ---- kill switch, silence, halt -----------------------------------------------------------
-
-    async def check_equity(self, equity: Decimal) -> None:
-        """Track peak and daily equity; trip the kill switch (flatten, halt) when a limit is hit."""
-        self.equity = watch_equity(self.equity, equity, _now_ms())
-        trip = kill_switch_trip(self.equity, equity, self.cfg.kill_switch)
-        if trip is not None and not (self.halt.is_halted and self.halt.reason == trip[0]):
-            reason, detail = trip
-            await self.set_halt(reason)
-            await self.alerter.send(reason, detail)
-            await self.flatten(reason)
-
-    async def set_halt(self, reason: str) -> None:
-        """Set (reason) or clear ("") the halt flag: file first, then the Redis mirror."""
-        state = haltfile.halted(reason, _now_ms()) if reason else haltfile.armed()
-        if state.is_halted == self.halt.is_halted and state.reason == self.halt.reason:
-            return
-        haltfile.save_halt(self.halt_path, state)
-        self.halt = state
-        self.log.warning("halt_set" if reason else "halt_cleared", reason=reason or None)
-        await self.mirror_halt()
-
-    async def mirror_halt(self) -> None:
-        if self.cache is None:
-            return
-        try:
-            await self.cache.set_value(self.cache.keys.guard_halt(), g.encode(self.halt))
-        except CacheUnavailableError:
-            pass  # the file is the truth; the mirror is rewritten on the next change or start
-
-    async def apply_silence(self, decision: SilenceDecision) -> None:
-        """Apply the silence policy: REST mode, entry halt, dead-man's switch."""
-        if decision.use_rest != self.is_rest_mode:
-            self.is_rest_mode = decision.use_rest
-            self.log.warning(
-                "rest_mode_entered" if decision.use_rest else "rest_mode_left",
-                detail=decision.detail,
-            )
-        self.halt = haltfile.load_halt(self.halt_path)  # `slt flatten` / `slt rearm` write it
-        if self.halt.needs_operator:
-            pass
-        elif decision.halt_entries and not self.halt.is_halted:
-            await self.set_halt("trader_silent")
-        elif not decision.halt_entries and self.halt.reason == "trader_silent":
-            await self.set_halt("")
-        if decision.flatten_reason and not self.is_flattening and self.holdings:
-            await self.set_halt(decision.flatten_reason)
-            await self.alerter.send(
-                decision.flatten_reason, f"dead-man's switch: {decision.detail}"
-            )
-            await self.flatten(decision.flatten_reason)
-
-    async def flatten(self, reason: str) -> bool:
-        """Flatten every position (shared/protect.flatten) under the lock; return True when flat."""
-        self.is_flattening = True
-        self.stats["flattens"] += 1
-        episode = f"F{_now_ms()}"
-        self.log.warning(
-            "flatten_triggered", reason=reason, episode=episode, positions=len(self.holdings)
-        )
-        try:
-            async with self.lock:
-                is_flat = await protect.flatten(
-                    self.client,
-                    self.specs,
-                    episode,
-                    self.cfg.guard.flatten_round_s,
-                    self.cfg.guard.flatten_max_rounds,
-                    self.log,
-                )
-        finally:
-            self.is_flattening = False
-        if not is_flat:
-            await self.alerter.send(
-                "flatten_incomplete", f"positions remain after {reason}; stops stay"
-            )
-        await self.reconcile()
-        return is_flat
 
     def update_trends(self, closes_by_symbol: dict[str, np.ndarray]) -> None:
         """Recompute the counter-trend input from the latest kline windows."""
