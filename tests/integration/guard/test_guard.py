@@ -5,7 +5,10 @@ when the guard is dead, and the dead-man's switch."""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 from decimal import Decimal
 
 import pytest
@@ -113,3 +116,45 @@ def test_dead_mans_switch_flattens_when_every_mark_source_goes_stale(px, start_g
     halt = json.loads((tmp_path / "run" / "guard" / "halt.json").read_text())
     assert halt["reason"] == "dms_blind"
     assert mark(px) > 0
+
+
+def test_kill_switch_flattens_and_halts_on_drawdown_until_rearmed(px, start_guard, tmp_path):
+    open_position(px, "BUY", "0.05")
+    guard = start_guard(exits={"stop_loss_pct": 10.0}, kill_switch={"max_drawdown_pct": 0.5})
+    eventually(lambda: len(our_stops(px)) == 1, 15.0)
+    wait_for_log(guard, "guard_started", timeout_s=5.0)
+    control(px, "/_sim/price", symbol="BTCUSDT", price=str(mark(px) * Decimal("0.985")))
+    eventually(lambda: position(px) == 0, 20.0)
+    halt_file = tmp_path / "run" / "guard" / "halt.json"
+    halt = json.loads(halt_file.read_text())
+    assert halt["reason"] == "kill_switch_drawdown" and halt["needs_operator"]
+    eventually(lambda: guard.log_events("flatten_done"), 5.0)
+    # The halt stays while the guard runs on; only the operator re-arms (slt rearm clears it).
+    eventually(lambda: len(guard.log_events("guard_stats")) == 0 and guard.is_running(), 1.0)
+    assert json.loads(halt_file.read_text())["is_halted"]
+
+
+def test_slt_flatten_closes_everything_and_slt_rearm_clears_the_halt(px, start_guard, tmp_path):
+    open_position(px, "BUY", "0.02")
+    open_position(px, "SELL", "1", symbol="ETHUSDT")
+    guard = start_guard()
+    eventually(lambda: len(algo_orders(px)) + len(algo_orders(px, "ETHUSDT")) == 2, 15.0)
+    env = {**os.environ, "SLT_CONFIG": str(guard.config_path), "SLT_MODE": "paper"}
+    env.pop("PYTHONASYNCIODEBUG", None)
+    slt = [sys.executable, "-m", "procs.cli"]
+    refused = subprocess.run([*slt, "flatten"], input="no\n", env=env, capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+    assert refused.returncode == 1 and position(px) != 0
+    done = subprocess.run([*slt, "flatten", "--yes"], env=env, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert position(px) == 0 and position(px, "ETHUSDT") == 0
+    assert algo_orders(px) == [] and algo_orders(px, "ETHUSDT") == []
+    halt_file = tmp_path / "run" / "guard" / "halt.json"
+    assert json.loads(halt_file.read_text())["reason"] == "operator_flatten"
+    rearm = subprocess.run([*slt, "rearm"], env=env, capture_output=True, text=True, timeout=60)
+    assert rearm.returncode == 0 and "operator_flatten" in rearm.stdout
+    # Re-armed; with no trader program the guard's own trader-silence halt (no operator) remains.
+    state = json.loads(halt_file.read_text())
+    assert not state["needs_operator"] and state["reason"] in ("", "trader_silent")
+    assert guard.is_running()
