@@ -225,14 +225,17 @@ class Guard(Safety):
         """Read exchange truth (one symbol or all), adopt and plan what is new, and make the
         resting stops match. Exchange errors are logged; the next reconcile retries."""
         async with self.lock:
+            # Progress = the loop got an answer, good or bad: an exchange outage is degraded mode
+            # with alerts, not a reason for the watchdog to restart the guard (rule 5).
             try:
                 trigger_now = await self._reconcile(symbol, margins or {})
             except ExchangeError as e:
                 self.stats["errors"] += 1
                 self.log.warning("reconcile_failed", symbol=symbol or "all", error=str(e)[:300])
                 return
+            finally:
+                self.progress["reconcile"] = time.monotonic_ns()
         self.stats["reconciles"] += 1
-        self.progress["reconcile"] = time.monotonic_ns()
         for s in trigger_now:  # the mark is already through the stop: close now (-2021)
             holding = self.holdings.get(s)
             if holding is not None:
