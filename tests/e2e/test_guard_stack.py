@@ -1,0 +1,114 @@
+"""The guard and the watchdog in the whole paper stack under a real supervisord: a killed feed does
+not touch the guard, a hung feed is restarted by the watchdog, and with the feed silenced (and no
+trader) the dead-man's switch flattens every position."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from shared.heartbeat import read_heartbeats
+from shared.shm import KlineColumn, KlineReader
+from shared.stack import instance_id
+from tests.e2e.conftest import Stack
+from tests.paper_exchange_fixture import BinanceTestClient, call
+from tests.services import eventually
+
+pytestmark = pytest.mark.slow
+GUARD_BEAT_S = 0.5  # tests/e2e/conftest.py FAST
+
+
+class _Px:
+    """What tests.paper_exchange_fixture.call needs of a paper exchange."""
+
+    def __init__(self, port: int) -> None:
+        self.rest_url = f"http://127.0.0.1:{port}"
+
+
+def signed(stack: Stack, method: str, path: str, **params: Any) -> Any:
+    from shared.config import load_config
+
+    cfg = load_config("paper", env={"SLT_CONFIG": stack.env["SLT_CONFIG"]})
+
+    async def use(client: BinanceTestClient) -> Any:
+        reply = await client.signed(method, path, params, key=cfg.exchange.api_key,
+                                    secret=cfg.exchange.api_secret)  # fmt: skip
+        assert reply.status == 200, reply.text
+        return reply.body
+
+    return call(_Px(stack.paper_port), use)  # type: ignore[arg-type]
+
+
+def amount(stack: Stack, symbol: str) -> Decimal:
+    rows = signed(stack, "GET", "/fapi/v3/positionRisk", symbol=symbol)
+    return sum((Decimal(r["positionAmt"]) for r in rows), Decimal(0))
+
+
+def test_killed_feed_leaves_the_guard_beating_and_klines_return(stack: Stack) -> None:
+    instance = instance_id(stack.run_dir)
+    eventually(lambda: {"guard", "feed"} <= set(read_heartbeats(instance)), 60, 0.2)
+    reader = eventually(lambda: KlineReader(instance), 30, 0.2)
+    assert isinstance(reader, KlineReader)
+    guard_pid, old = stack.pid("guard"), stack.pid("feed")
+    last_bar = int(reader.window("BTCUSDT", 1)[-1, KlineColumn.OPEN_TIME_MS])
+    os.kill(old, signal.SIGKILL)
+    killed_s = time.monotonic()
+    worst_age_s, fresh_after_s = 0.0, None
+    while time.monotonic() - killed_s < 20 and fresh_after_s is None:
+        beat = read_heartbeats(instance)["guard"]
+        worst_age_s = max(worst_age_s, (time.monotonic_ns() - beat.monotonic_ns) / 1e9)
+        if int(reader.window("BTCUSDT", 1)[-1, KlineColumn.OPEN_TIME_MS]) > last_bar:
+            fresh_after_s = time.monotonic() - killed_s
+        time.sleep(0.05)
+    print(
+        f"fresh klines {fresh_after_s} s after kill -9 feed; "
+        f"guard heartbeat age <= {worst_age_s:.2f} s"
+    )
+    assert fresh_after_s is not None, "no new closed kline after the feed was killed"
+    assert worst_age_s < 3 * GUARD_BEAT_S, "the guard's heartbeat had a gap"
+    assert stack.pid("guard") == guard_pid and stack.pid("feed") != old
+    reader.close()
+
+
+def test_hung_feed_is_restarted_by_the_watchdog(stack: Stack) -> None:
+    instance = instance_id(stack.run_dir)
+    eventually(lambda: "feed" in read_heartbeats(instance), 60, 0.2)
+    eventually(lambda: "watchdog" in read_heartbeats(instance), 30, 0.2)
+    guard_pid, old = stack.pid("guard"), stack.pid("feed")
+    os.kill(old, signal.SIGSTOP)  # alive but silent: TERM is not acted on, KILL is needed
+    try:
+        eventually(lambda: stack.pid("feed") != old, 60, 0.2)
+    finally:
+        if os.path.exists(f"/proc/{old}"):
+            os.kill(old, signal.SIGCONT)
+    log = (stack.run_dir / "logs" / "watchdog.log").read_text()
+    assert "process_hung" in log and "feed" in log, log[-3000:]
+    assert stack.pid("guard") == guard_pid
+
+
+def test_dead_mans_switch_flattens_when_the_feed_is_silenced(stack: Stack) -> None:
+    stack.ctl("stop", "watchdog")  # otherwise it restarts the hung feed before the deadline
+    signed(stack, "POST", "/fapi/v1/order", symbol="BTCUSDT", side="BUY", type="MARKET",
+           quantity="0.02")  # fmt: skip
+    signed(stack, "POST", "/fapi/v1/order", symbol="ETHUSDT", side="SELL", type="MARKET",
+           quantity="1")  # fmt: skip
+    stops = lambda: [o for o in signed(stack, "GET", "/fapi/v1/openAlgoOrders")  # noqa: E731
+                     if o["clientAlgoId"].startswith("slt-")]  # fmt: skip
+    eventually(lambda: len(stops()) == 2, 30, 0.2)
+    feed = stack.pid("feed")
+    os.kill(feed, signal.SIGSTOP)
+    try:
+        eventually(lambda: amount(stack, "BTCUSDT") == 0 and amount(stack, "ETHUSDT") == 0, 60, 0.5)
+        eventually(lambda: stops() == [], 20, 0.5)
+    finally:
+        os.kill(feed, signal.SIGCONT)
+    halt = json.loads((stack.run_dir / "guard" / "halt.json").read_text())
+    assert halt["is_halted"] and halt["reason"] == "dms_silence"
+    log = (stack.run_dir / "logs" / "guard.log").read_text()
+    assert "flatten_done" in log and "kind=dms_silence" in log
