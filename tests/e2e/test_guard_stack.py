@@ -112,3 +112,68 @@ def test_dead_mans_switch_flattens_when_the_feed_is_silenced(stack: Stack) -> No
     assert halt["is_halted"] and halt["reason"] == "dms_silence"
     log = (stack.run_dir / "logs" / "guard.log").read_text()
     assert "flatten_done" in log and "kind=dms_silence" in log
+
+
+def control(stack: Stack, path: str, **params: str) -> None:
+    async def use(client: BinanceTestClient) -> Any:
+        from shared.config import load_config
+
+        cfg = load_config("paper", env={"SLT_CONFIG": stack.env["SLT_CONFIG"]})
+        reply = await client.control("POST", path, key=cfg.exchange.api_key, **params)
+        assert reply.status == 200, reply.text
+        return reply.body
+
+    call(_Px(stack.paper_port), use)  # type: ignore[arg-type]
+
+
+def our_stops(stack: Stack, symbol: str = "BTCUSDT") -> list[dict[str, Any]]:
+    rows = signed(stack, "GET", "/fapi/v1/openAlgoOrders", symbol=symbol)
+    return [o for o in rows if o["clientAlgoId"].startswith("slt-")]
+
+
+def test_price_through_the_stop_closes_the_position(stack: Stack) -> None:
+    signed(stack, "POST", "/fapi/v1/order", symbol="BTCUSDT", side="BUY", type="MARKET",
+           quantity="0.02")  # fmt: skip
+    eventually(lambda: len(our_stops(stack)) == 1, 30, 0.2)
+    trigger = Decimal(our_stops(stack)[0]["triggerPrice"])
+    control(stack, "/_sim/price", symbol="BTCUSDT", price=str(trigger * Decimal("0.99")))
+    eventually(lambda: amount(stack, "BTCUSDT") == 0, 30, 0.2)
+    eventually(lambda: our_stops(stack) == [], 20, 0.2)
+
+
+def test_killed_guard_the_exchange_stop_closes_and_the_restart_doubles_nothing(
+    stack: Stack,
+) -> None:
+    signed(stack, "POST", "/fapi/v1/order", symbol="BTCUSDT", side="SELL", type="MARKET",
+           quantity="0.02")  # fmt: skip
+    eventually(lambda: len(our_stops(stack)) == 1, 30, 0.2)
+    trigger = Decimal(our_stops(stack)[0]["triggerPrice"])
+    stack.ctl("stop", "watchdog")
+    guard = stack.pid("guard")
+    os.kill(guard, signal.SIGKILL)
+    control(stack, "/_sim/price", symbol="BTCUSDT", price=str(trigger * Decimal("1.01")))
+    eventually(lambda: amount(stack, "BTCUSDT") == 0, 30, 0.2)
+    eventually(lambda: stack.pid("guard") != guard, 30, 0.2)
+    log = stack.run_dir / "logs" / "guard.log"
+    eventually(lambda: log.read_text().count("guard_started") >= 2, 30, 0.2)
+    trades = signed(stack, "GET", "/fapi/v1/userTrades", symbol="BTCUSDT")
+    assert len(trades) == 2, trades  # the entry and the stop's close: nothing doubled
+    assert "exit_sent" not in log.read_text()
+    eventually(lambda: our_stops(stack) == [], 10, 0.2)
+
+
+def test_dead_mans_switch_flattens_when_every_mark_source_is_stale(stack: Stack) -> None:
+    signed(stack, "POST", "/fapi/v1/order", symbol="BTCUSDT", side="BUY", type="MARKET",
+           quantity="0.02")  # fmt: skip
+    eventually(lambda: len(our_stops(stack)) == 1, 30, 0.2)
+    # The feed's sockets stall (it stays alive and beating) and the exchange clock stops, so the
+    # price endpoints answer with the same old mark; order endpoints still work.
+    control(stack, "/_sim/ws/stall")
+    control(stack, "/_sim/clock/pause")
+    try:
+        eventually(lambda: amount(stack, "BTCUSDT") == 0, 90, 0.5)
+    finally:
+        control(stack, "/_sim/clock/resume")
+        control(stack, "/_sim/ws/unstall")
+    halt = json.loads((stack.run_dir / "guard" / "halt.json").read_text())
+    assert halt["reason"] == "dms_blind", halt
