@@ -17,6 +17,8 @@ backfill; a bar is never stored past a hole (if REST fails, the next kline retri
 Redis is a cache: when it is down the feed warns (rate-limited) and goes on with shm and ZeroMQ,
 then rewrites everything once Redis answers again. Bad events are counted, logged (rate-limited,
 first 200 bytes) and skipped. Logs: connects, reconnects, backfills, resyncs, `feed_stats`.
+Per message: kline and mark frames are decoded once, by the frame check; open kline updates
+(4 a second per symbol, unused) are dropped there, undecoded. REST and Redis: `shared.feedio`.
 `feed.disable_websocket` (or SLT_DISABLE_WEBSOCKET=1) polls klines and marks over REST instead of
 the market streams (the user-data stream stays); `feed.disable_rest_fallback` never uses REST for
 market data after the start backfill (reconnects and holes are then not backfilled).
@@ -29,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 import time
@@ -41,25 +42,25 @@ import uvloop
 
 from shared import log
 from shared.bus import InstanceLockedError, Publisher, bind_instance_lock, bus_endpoint
-from shared.cache import Cache, CacheUnavailableError, redis_url
-from shared.config import MAX_KLINES_PER_REQUEST, MODES, Config, ConfigError, load_config
+from shared.cache import Cache, redis_url
+from shared.config import MODES, Config, ConfigError, load_config
 from shared.core.feedstate import (
     INTERVAL,
     AccountState,
     CacheMirror,
     Message,
-    backfill_start_ms,
     bus_kline,
     bus_mark,
-    closed_new_klines,
     has_hole,
+    is_feed_bar,
+    kline_row,
 )
-from shared.exchange.errors import ExchangeError
 from shared.exchange.frames import Gap, StreamMessage
 from shared.exchange.inbox import StreamItem
 from shared.exchange.rest import ExchangeClient
 from shared.exchange.streams import BAD_FRAME_HEAD_BYTES, StreamPool
 from shared.exchange.userstream import UserDataStream
+from shared.feedio import backfill_klines, flush_cache, poll_rest, publish_heartbeats
 from shared.heartbeat import HeartbeatWriter, run_heartbeat
 from shared.schemas import binance as b
 from shared.schemas import bus
@@ -67,14 +68,6 @@ from shared.shm import KlineWriter
 from shared.stack import instance_id
 
 PROCESS = "feed"
-POLL_PAGE_ROWS = 99  # klines page while polling: limit < 100 costs weight 1
-
-
-def kline_row(k: b.Kline) -> list[float]:
-    """Return the shm row of a kline, in `shared.shm.KlineColumn` order."""
-    return [float(k.open_time_ms), float(k.open), float(k.high), float(k.low), float(k.close),
-            float(k.volume), float(k.close_time_ms), float(k.quote_volume), float(k.trades),
-            float(k.taker_buy_volume), float(k.taker_buy_quote_volume)]  # fmt: skip
 
 
 class Feed:
@@ -85,7 +78,9 @@ class Feed:
         self.cfg, self.client, self.writer = cfg, client, writer
         self.pub, self.log = publisher, logger
         self.account = AccountState()
-        self.mirror = CacheMirror()
+        self.mirror = CacheMirror(PROCESS)  # stamps payloads as the Publisher does
+        self.mark_topics = {s: bus.mark_topic(s) for s in cfg.feed.symbols}  # also: is it ours?
+        self.kline_topics = {s: bus.kline_topic(INTERVAL, s) for s in cfg.feed.symbols}
         self.account_lock = asyncio.Lock()  # a resync and the user events it covers never overlap
         self.progress: dict[str, int] = {}  # heartbeat progress: name -> CLOCK_MONOTONIC ns
         self.pool: StreamPool | None = None
@@ -102,61 +97,42 @@ class Feed:
         if should_log:
             self.log.warning(event, suppressed=suppressed, **fields)
 
+    def warning_cleared(self, kind: str) -> None:
+        """The condition behind `kind` cleared: its next warning is logged at once."""
+        self._warn[kind].reset()
+
     # ---- publishing --------------------------------------------------------------------------
 
     def publish(self, messages: list[Message]) -> None:
         """Publish on the bus and record each message (with its seq) for the Redis mirror."""
         for topic, payload in messages:
-            seq = self.pub.publish(topic, payload)
-            encoded = bus.encode(msgspec.structs.replace(payload, source=PROCESS, seq=seq))
-            self.mirror.set_latest(topic, encoded, seq)
-            if isinstance(payload, bus.OrderState):
-                is_open = payload.client_order_id in self.account.orders
-                self.mirror.set_order(payload.client_order_id, encoded if is_open else None)
+            self.publish_one(topic, payload)
+
+    def publish_one(self, topic: str, payload: bus.Payload) -> None:
+        """Publish one message; the mirror keeps the struct and encodes only the latest per
+        topic when it is flushed (an order state is encoded now: the open orders need it)."""
+        seq = self.pub.publish(topic, payload)
+        if not isinstance(payload, bus.OrderState):
+            self.mirror.set_latest(topic, payload, seq)
+            return
+        encoded = bus.encode(msgspec.structs.replace(payload, source=PROCESS, seq=seq))
+        self.mirror.set_latest(topic, encoded, seq)
+        is_open = payload.client_order_id in self.account.orders
+        self.mirror.set_order(payload.client_order_id, encoded if is_open else None)
 
     def store_kline(self, k: b.Kline) -> bool:
         """Append a closed bar to shm and publish it; False when it is not newer than the last."""
         if not self.writer.append(k.symbol, kline_row(k)):
             return False
-        self.publish([(bus.kline_topic(INTERVAL, k.symbol), bus_kline(k))])
+        self.publish_one(self.kline_topics[k.symbol], bus_kline(k))
         self.progress["kline"] = time.monotonic_ns()
         return True
 
-    async def backfill(self, symbol: str, reason: str, page: int = MAX_KLINES_PER_REQUEST) -> bool:
-        """Store the closed bars missing after the last stored one (none stored: the last
-        `backfill_bars`) over REST, `page` rows per request; return False (logged, counted)
-        when REST failed."""
-        last = self.writer.last_open_time_ms(symbol)
-        bars = 0
-        try:
-            while True:
-                if last is None:
-                    count = self.cfg.feed.backfill_bars
-                    rows = await self.client.klines(symbol, INTERVAL, limit=count + 1)
-                    new = closed_new_klines(rows, None)[-count:]
-                else:
-                    rows = await self.client.klines(symbol, INTERVAL, backfill_start_ms(last),
-                                                    limit=page)  # fmt: skip
-                    new = closed_new_klines(rows, last)
-                bars += sum(self.store_kline(k) for k in new)
-                reached = self.writer.last_open_time_ms(symbol)
-                if last is None or len(rows) < page or reached == last:
-                    break
-                last = reached
-        except ExchangeError as e:
-            self.backfill_failures += 1
-            self.warn("backfill", "backfill_failed", symbol=symbol, reason=reason,
-                      error=str(e)[:200])  # fmt: skip
-            return False
-        if reason == "poll":  # DISABLE_WEBSOCKET: every poll, not an event worth a line
-            self.log.debug("klines_polled", symbol=symbol, bars=bars)
-            return True
-        self.backfills += 1
-        self.log.info("klines_backfilled", symbol=symbol, reason=reason, bars=bars)
-        return True
-
-    def decode(self, item: StreamMessage) -> b.StreamEvent | None:
-        """Decode a stream message; None (counted, logged rate-limited) when malformed."""
+    def decode(self, item: StreamMessage) -> b.StreamEvent | b.MarkTick | None:
+        """Return the message's event (decoded by the frame check, or now); None (counted,
+        logged rate-limited) when malformed."""
+        if item.event is not None:
+            return item.event
         try:
             event = b.decode_event(item.data)
         except (msgspec.DecodeError, ValueError) as e:
@@ -165,11 +141,15 @@ class Feed:
             if not isinstance(event, b.UnknownEvent):
                 return event
             reason = f"unknown event type {event.event_type!r}"
+        self.bad(item, reason)
+        return None
+
+    def bad(self, item: StreamMessage, reason: str) -> None:
+        """Count and log (rate-limited, first 200 bytes) a malformed message."""
         self.bad_messages += 1
         head = item.data[:BAD_FRAME_HEAD_BYTES].decode("utf-8", "replace")
         self.warn("bad", "bad_message", stream=item.stream, reason=reason[:200], head=head,
                   total=self.bad_messages)  # fmt: skip
-        return None
 
     # ---- handlers ----------------------------------------------------------------------------
 
@@ -180,41 +160,33 @@ class Feed:
                 return
             wanted = {stream.split("@", 1)[0].upper() for stream in item.streams}
             for symbol in (s for s in self.cfg.feed.symbols if s in wanted):
-                await self.backfill(symbol, "reconnect")
+                await backfill_klines(self, symbol, "reconnect")
             return
-        event = self.decode(item)
-        if isinstance(event, b.KlineUpdate) and event.kline.is_closed:
+        event = item.event if item.event is not None else self.decode(item)
+        if isinstance(event, (b.MarkTick, b.MarkPrice)):
+            if event.symbol in self.mark_topics:
+                self.store_mark(event)
+            else:
+                self.bad(item, f"mark of {event.symbol[:40]!r}, not one of feed.symbols")
+        elif isinstance(event, b.KlineUpdate) and event.kline.is_closed:
             k = event.kline
+            if k.symbol not in self.kline_topics or not is_feed_bar(k):
+                bar = f"{k.symbol[:40]!r} {k.interval[:8]} t={k.open_time_ms} T={k.close_time_ms}"
+                self.bad(item, f"closed kline {bar} is not a bar of the feed")
+                return
             last = self.writer.last_open_time_ms(k.symbol)
             if has_hole(last, k.open_time_ms) and not self.cfg.feed.disable_rest_fallback:
                 self.rest_fallbacks += 1
-                if not await self.backfill(k.symbol, "hole"):
+                if not await backfill_klines(self, k.symbol, "hole"):
                     return  # never store past a hole; the next closed bar retries
             self.store_kline(k)
-        elif isinstance(event, b.MarkPrice):
-            self.store_mark(event)
 
-    def store_mark(self, mark: b.MarkPrice) -> None:
-        """Set the symbol's mark in shm and publish it."""
-        self.writer.set_mark(mark.symbol, float(mark.mark_price), mark.time_ms)
-        self.publish([(bus.mark_topic(mark.symbol), bus_mark(mark))])
+    def store_mark(self, mark: b.MarkTick | b.MarkPrice) -> None:
+        """Set the symbol's mark in shm and publish it (KeyError for a symbol not ours)."""
+        payload = bus_mark(mark)
+        self.writer.set_mark(mark.symbol, payload.price, mark.time_ms)
+        self.publish_one(self.mark_topics[mark.symbol], payload)
         self.progress["mark"] = time.monotonic_ns()
-
-    async def poll_rest(self) -> None:
-        """DISABLE_WEBSOCKET: poll marks (premiumIndex, all symbols, weight 10) and each symbol's
-        new klines (a page under 100 rows, weight 1) every `rest_poll_interval_s`, forever."""
-        symbols = set(self.cfg.feed.symbols)
-        while True:
-            try:
-                marks = await self.client.mark_prices()
-            except ExchangeError as e:
-                self.warn("backfill", "mark_poll_failed", error=str(e)[:200])
-            else:
-                for mark in (m for m in marks if m.symbol in symbols):
-                    self.store_mark(mark)
-            for symbol in self.cfg.feed.symbols:
-                await self.backfill(symbol, "poll", page=POLL_PAGE_ROWS)
-            await asyncio.sleep(self.cfg.feed.rest_poll_interval_s)
 
     async def on_user(self, item: StreamItem) -> None:
         """Apply one user-data event to the account state and publish what changed."""
@@ -242,64 +214,6 @@ class Feed:
         self.progress["reconcile"] = time.monotonic_ns()
         self.log.info("account_resynced", positions=sum(1 for p in positions if p.amount),
                       open_orders=len(self.account.orders))  # fmt: skip
-
-    # ---- periodic tasks ----------------------------------------------------------------------
-
-    async def flush_cache(self, cache: Cache) -> None:
-        """Write the mirror's changes to Redis every `cache_flush_interval_s`, forever."""
-        f = self.cfg.feed
-        while True:
-            await asyncio.sleep(f.cache_flush_interval_s)
-            batch = self.mirror.take()
-            if batch.is_empty:
-                continue
-            try:
-                await cache.write_feed(batch.is_full, batch.latest, batch.seqs, batch.orders,
-                                       batch.removed_orders)  # fmt: skip
-            except CacheUnavailableError as e:
-                self.mirror.failed()
-                self.redis_failures += 1
-                self.is_redis_down = True
-                self.warn("redis", "redis_unavailable", error=str(e)[:200],
-                          retry_in_s=f.cache_retry_s)  # fmt: skip
-                await asyncio.sleep(f.cache_retry_s)
-                continue
-            if self.is_redis_down:
-                self.is_redis_down = False
-                self._warn["redis"].reset()
-                self.log.info("redis_recovered", topics=len(batch.latest))
-
-    async def tick(self, cache: Cache) -> None:
-        """Publish `heartbeat.feed` (bus and its Redis mirror) every heartbeat interval and log
-        `feed_stats`, forever."""
-        f = self.cfg.feed
-        next_stats_s = time.monotonic() + f.stats_interval_s
-        while True:
-            await asyncio.sleep(f.heartbeat_interval_s)
-            beat = bus.BusHeartbeat(ts_ms=time.time_ns() // 1_000_000, pid=os.getpid(),
-                                    published=self.pub.published)  # fmt: skip
-            seq = self.pub.publish(bus.heartbeat_topic(PROCESS), beat)
-            beat = msgspec.structs.replace(beat, source=PROCESS, seq=seq)  # as published
-            try:  # stale after 3 intervals (rule 8); a dead Redis is reported by flush_cache
-                ttl_ms = int(3000 * f.heartbeat_interval_s)
-                await cache.write_heartbeat(PROCESS, bus.encode(beat), ttl_ms)
-            except CacheUnavailableError:
-                pass
-            if time.monotonic() >= next_stats_s:
-                next_stats_s += f.stats_interval_s
-                self.log_stats()
-
-    def log_stats(self) -> None:
-        parts = [c.stats() for c in (self.pool, self.user) if c is not None]
-        self.log.info(
-            "feed_stats", connected=sum(p.connected for p in parts),
-            streams=sum(p.streams for p in parts), reconnects=sum(p.reconnects for p in parts),
-            queue_depth=sum(p.queue_depth for p in parts), drops=sum(p.drops for p in parts),
-            bad_messages=self.bad_messages + sum(p.bad_messages for p in parts),
-            backfills=self.backfills, rest_fallbacks=self.rest_fallbacks,
-            backfill_failures=self.backfill_failures, redis_failures=self.redis_failures,
-            published=self.pub.published,
-        )  # fmt: skip
 
 
 async def consume(get: Callable[[], Awaitable[StreamItem]],
@@ -331,21 +245,24 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger) -> None:
                 spawn = asyncio.get_running_loop().create_task
                 tasks += [spawn(run_heartbeat(heartbeat, f.heartbeat_interval_s,
                                               lambda: dict(feed.progress))),
-                          spawn(feed.tick(cache)), spawn(feed.flush_cache(cache))]  # fmt: skip
+                          spawn(publish_heartbeats(feed, cache, PROCESS)),
+                          spawn(flush_cache(feed, cache))]  # fmt: skip
                 names = [f"{s.lower()}@kline_1m" for s in f.symbols]
                 names += [f"{s.lower()}@markPrice@1s" for s in f.symbols]
                 # Streams first, then the backfill: a bar closing in between is in the queue.
                 async with contextlib.AsyncExitStack() as market:
                     if not f.disable_websocket:
-                        pool = StreamPool(cfg.exchange.ws_url, names, cfg.streams)
+                        pool = StreamPool(
+                            cfg.exchange.ws_url, names, cfg.streams, drops_open_klines=True
+                        )  # only closed bars are kept
                         feed.pool = await market.enter_async_context(pool)
                     for symbol in f.symbols:
-                        await feed.backfill(symbol, "start")
+                        await backfill_klines(feed, symbol, "start")
                     if feed.pool is not None:  # consumed only after the start backfill
                         tasks.append(spawn(consume(feed.pool.get, feed.on_market, feed)))
                     else:
                         logger.info("feed_polling_rest", interval_s=f.rest_poll_interval_s)
-                        tasks.append(spawn(feed.poll_rest()))
+                        tasks.append(spawn(poll_rest(feed)))
                     feed.user = UserDataStream(
                         cfg.exchange.ws_url, client.listen_key_create,
                         client.listen_key_keepalive, feed.resync, cfg.streams,

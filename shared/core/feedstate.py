@@ -12,7 +12,9 @@ No I/O: `procs/feed.py` fetches, writes and publishes what these functions retur
   messages to publish. Exchange times order the updates: an event older than the state it
   would replace is ignored, so events queued before a REST snapshot cannot undo it.
 - Mirror: `CacheMirror` conflates the latest payload per topic and the open orders into one
-  batch per flush; after a failed write the next batch rewrites everything.
+  batch per flush; after a failed write the next batch rewrites everything. A latest payload may
+  be kept as the struct the bus sent and is encoded (stamped as published) only when taken, so a
+  mark replaced ten times between flushes is encoded once, not ten times.
 """
 
 from __future__ import annotations
@@ -57,6 +59,15 @@ def has_hole(last_open_ms: int | None, open_ms: int) -> bool:
     return last_open_ms is not None and open_ms > last_open_ms + INTERVAL_MS
 
 
+def is_feed_bar(k: b.Kline) -> bool:
+    """Return whether a streamed kline is a whole bar of the feed's interval: open time on the
+    interval, close time one interval later less 1 ms, exact as a float64 (shm stores floats).
+    A malformed time would otherwise poison a window: every later bar would be "not newer"."""
+    t = k.open_time_ms
+    return (k.interval == INTERVAL and 0 <= t < 1 << 53 and t % INTERVAL_MS == 0
+            and k.close_time_ms == t + INTERVAL_MS - 1)  # fmt: skip
+
+
 def backfill_start_ms(last_open_ms: int) -> int:
     """Return the open time of the first bar missing after the last stored one."""
     return last_open_ms + INTERVAL_MS
@@ -74,8 +85,15 @@ def bus_kline(k: b.Kline) -> bus.Kline:
     )  # fmt: skip
 
 
-def bus_mark(m: b.MarkPrice) -> bus.MarkPrice:
-    """Return the bus message of a mark price."""
+def kline_row(k: b.Kline) -> list[float]:
+    """Return the shm row of a kline, in `shared.shm.KlineColumn` order."""
+    return [float(k.open_time_ms), float(k.open), float(k.high), float(k.low), float(k.close),
+            float(k.volume), float(k.close_time_ms), float(k.quote_volume), float(k.trades),
+            float(k.taker_buy_volume), float(k.taker_buy_quote_volume)]  # fmt: skip
+
+
+def bus_mark(m: b.MarkPrice | b.MarkTick) -> bus.MarkPrice:
+    """Return the bus message of a mark price (REST premiumIndex or the stream)."""
     return bus.MarkPrice(ts_ms=m.time_ms, symbol=m.symbol, price=float(m.mark_price),
                          index_price=float(m.index_price), funding_rate=float(m.funding_rate),
                          next_funding_time_ms=m.next_funding_time_ms)  # fmt: skip
@@ -229,18 +247,24 @@ class MirrorBatch:
 
 
 class CacheMirror:
-    """The latest payload and seq per topic and the open orders, with what Redis still lacks."""
+    """The latest payload and seq per topic and the open orders, with what Redis still lacks.
 
-    def __init__(self) -> None:
-        self.latest: dict[str, bytes] = {}
+    `source` is stamped on the payloads kept as structs when they are encoded (as the bus
+    Publisher stamps them), so Redis holds the bytes a subscriber received.
+    """
+
+    def __init__(self, source: str = "") -> None:
+        self.source = source
+        self.latest: dict[str, bytes | bus.Payload] = {}
         self.seqs: dict[str, int] = {}
         self.orders: dict[str, bytes] = {}
         self._dirty_topics: set[str] = set()
         self._dirty_orders: set[str] = set()
         self._needs_full = True  # the first write replaces what a predecessor left
 
-    def set_latest(self, topic: str, payload: bytes, seq: int) -> None:
-        """Record the last message published on `topic` (payload already carries `seq`)."""
+    def set_latest(self, topic: str, payload: bytes | bus.Payload, seq: int) -> None:
+        """Record the last message published on `topic`: its encoded frame (carrying `seq`), or
+        the struct as passed to the Publisher (stamped with `source` and `seq` when taken)."""
         self.latest[topic] = payload
         self.seqs[topic] = seq
         self._dirty_topics.add(topic)
@@ -260,12 +284,13 @@ class CacheMirror:
 
     def take(self) -> MirrorBatch:
         """Return what to write now and consider it written (call `failed` if it was not)."""
+        topics = list(self.latest if self._needs_full else self._dirty_topics)
+        latest = {t: self._encoded(t) for t in topics}
         if self._needs_full:
-            batch = MirrorBatch(True, dict(self.latest), dict(self.seqs), dict(self.orders), [])
+            batch = MirrorBatch(True, latest, dict(self.seqs), dict(self.orders), [])
         else:
-            topics = self._dirty_topics
             batch = MirrorBatch(
-                False, {t: self.latest[t] for t in topics}, {t: self.seqs[t] for t in topics},
+                False, latest, {t: self.seqs[t] for t in topics},
                 {c: self.orders[c] for c in self._dirty_orders if c in self.orders},
                 sorted(c for c in self._dirty_orders if c not in self.orders),
             )  # fmt: skip
@@ -273,6 +298,14 @@ class CacheMirror:
         self._dirty_topics = set()
         self._dirty_orders = set()
         return batch
+
+    def _encoded(self, topic: str) -> bytes:
+        payload = self.latest[topic]
+        if isinstance(payload, bytes):
+            return payload
+        stamped = msgspec.structs.replace(payload, source=self.source, seq=self.seqs[topic])
+        encoded = self.latest[topic] = bus.encode(stamped)  # encoded once, kept for a full write
+        return encoded
 
     def failed(self) -> None:
         """The last batch was not written: the next one rewrites everything."""

@@ -7,7 +7,10 @@ Frames (BINANCE-API.md §7.1, §6.2): a combined-stream connection (`/<route>/st
 wraps every payload as `{"stream": "<name>", "data": <object or array>}`; a raw connection
 (`/private/ws?listenKey=…`) sends the event object itself. `parse_frame` checks that envelope and
 reads only what the client needs to order and deduplicate (`e`, `E`, and `k.t`/`k.x` of klines);
-the payload is handed on as raw JSON bytes for `shared.schemas.binance.decode_event`.
+the payload is handed on as raw JSON bytes for `shared.schemas.binance.decode_event`. A compact
+kline or mark price frame is instead decoded once, whole, by `decode_market_frame`, and its event
+travels with the message (`StreamMessage.event`); a frame that does not decode so takes the
+general path, so what counts as valid or bad is the same either way.
 
 Dedup rule (`Deduplicator`): during a proactive rollover two sockets carry the same streams, so the
 same event arrives twice. A closed kline is delivered once per (stream, open time), whatever its
@@ -30,6 +33,7 @@ import msgspec
 import numpy
 
 from shared.core.backoff import backoff_delay_s
+from shared.schemas.binance import MarketEvent, MarkTick, decode_market_frame
 
 Route = Literal["public", "market", "private"]
 
@@ -63,9 +67,9 @@ _payload = msgspec.json.Decoder(_PayloadWire | list[_PayloadWire])
 _object = msgspec.json.Decoder(_PayloadWire)
 
 
-@dataclass(frozen=True, slots=True)
-class StreamMessage:
-    """One valid message of one stream, as the consumer receives it."""
+class StreamMessage(msgspec.Struct, frozen=True):
+    """One valid message of one stream, as the consumer receives it (a Struct, not a frozen
+    dataclass: one is made per message, and a frozen dataclass costs 10x as much to build)."""
 
     stream: str  # stream name (USER_DATA_STREAM for raw user-data frames)
     data: bytes  # the raw JSON payload: an object, or an array for `!…@arr` streams
@@ -73,6 +77,7 @@ class StreamMessage:
     event_time_ms: int  # `E` (of the first element for arrays; 0 when absent)
     kline_open_ms: int | None  # `k.t` of kline events, else None
     is_closed: bool  # `k.x`: the one final message of a candle
+    event: MarketEvent | None = None  # the decoded event of a kline or mark frame, else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,16 @@ def parse_frame(frame: bytes | str, is_combined: bool) -> StreamMessage:
     Combined frames need a string `stream` and an object or array `data`; raw frames need an
     object with a non-empty `e`. `E` may be an integer or a digit string; `k` needs `t` and `x`.
     """
+    if is_combined and type(frame) is bytes:
+        fast = decode_market_frame(frame)
+        if fast is not None:
+            stream, data, event = fast
+            if isinstance(event, MarkTick):
+                return StreamMessage(stream, data, "markPriceUpdate", event.time_ms, None, False,
+                                     event)  # fmt: skip
+            k = event.kline
+            return StreamMessage(stream, data, "kline", event.event_time_ms, k.open_time_ms,
+                                 k.is_closed, event)  # fmt: skip
     try:
         if is_combined:
             envelope = _combined.decode(frame)

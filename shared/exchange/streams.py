@@ -18,6 +18,10 @@
   queues a `Gap` and calls `on_open` (a REST resync). `Gap`s are never dropped.
 - Malformed frames are counted, logged with their first 200 bytes by a rate-limited `bad_message`
   warning, and skipped; nothing a frame contains can end the reader.
+- `drops_open_klines` (the feed, which stores closed bars only): an open kline update
+  (`frames`' `is_open_kline_frame`: a valid frame with `"x":false`) is counted as a valid message
+  (silence detection, last-message age) and `open_klines_dropped`, but is neither decoded nor
+  queued. Binance pushes one every 250 ms per symbol, most of a kline stream's traffic.
 
 `StreamPool` shards any number of market streams over connections of at most
 `max_streams_per_connection`, grouped by route (`/public` for bookTicker and depth, `/market` for
@@ -50,6 +54,7 @@ from shared.exchange.frames import (
     shard_streams,
 )
 from shared.exchange.inbox import Inbox, StreamItem
+from shared.schemas.binance import is_open_kline_frame
 
 UrlSource = Callable[[], Awaitable[str]]
 BAD_FRAME_HEAD_BYTES = 200  # how much of a malformed frame a warning shows
@@ -76,6 +81,7 @@ class StreamStats:
     duplicates: int  # messages removed by the deduplicator
     messages: int  # valid messages queued
     last_message_age_s: float | None  # seconds since the last valid message; None before one
+    open_klines_dropped: int = 0  # valid open kline updates dropped unqueued (drops_open_klines)
 
 
 class _Socket:
@@ -95,7 +101,8 @@ class StreamConnection:
     `url` returns the URL of the next socket (awaited before each connect, so the user-data
     stream can fetch a listenKey). `on_open` is awaited after every socket opens (including a
     rollover) while the reader already runs; if it raises, the socket is dropped and reconnected.
-    `inspect` sees every valid message in the reader (keep it fast, it must not raise).
+    `inspect` sees every valid message in the reader (keep it fast, it must not raise), except
+    the open kline updates that `drops_open_klines` drops before decoding them.
     """
 
     def __init__(
@@ -108,6 +115,7 @@ class StreamConnection:
         *,
         is_combined: bool = True,
         is_user_data: bool = False,
+        drops_open_klines: bool = False,
         silence_timeout_s: float | None = None,
         on_open: Callable[[], Awaitable[None]] | None = None,
         inspect: Callable[[StreamMessage], None] | None = None,
@@ -119,6 +127,7 @@ class StreamConnection:
         self.inbox = inbox
         self.is_combined = is_combined
         self.is_user_data = is_user_data
+        self.drops_open_klines = drops_open_klines and is_combined
         self.silence_timeout_s = silence_timeout_s
         self._url = url
         self._on_open = on_open
@@ -136,6 +145,7 @@ class StreamConnection:
         self.bad_messages = 0
         self.duplicates = 0
         self.messages = 0
+        self.open_klines_dropped = 0
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -164,6 +174,7 @@ class StreamConnection:
             reconnects=self.reconnects, rollovers=self.rollovers, queue_depth=len(self.inbox),
             drops=self.inbox.dropped, bad_messages=self.bad_messages, duplicates=self.duplicates,
             messages=self.messages, last_message_age_s=age,
+            open_klines_dropped=self.open_klines_dropped,
         )  # fmt: skip
 
     # --- the socket ---------------------------------------------------------------------------
@@ -208,23 +219,33 @@ class StreamConnection:
 
     def accept_frame(self, frame: bytes | str, sock: _Socket | None = None) -> StreamMessage | None:
         """Validate, inspect and deduplicate one frame (read on `sock`); return the message to
-        queue, or None (malformed: counted and logged, rate-limited; duplicate: counted).
-        Never raises."""
+        queue, or None (malformed: counted and logged, rate-limited; duplicate: counted; an open
+        kline under `drops_open_klines`: counted). Never raises."""
+        if self.drops_open_klines and type(frame) is bytes and is_open_kline_frame(frame):
+            now_s = time.monotonic()
+            if sock is not None:
+                sock.valid_frames += 1
+                sock.last_valid_s = now_s
+            self.open_klines_dropped += 1
+            self._last_message_s = now_s
+            self._last_message_ms = _wall_ms()
+            return None
         try:
             message = parse_frame(frame, self.is_combined)
         except FrameError as e:
             self._bad_frame(str(e), frame)
             return None
+        now_s = time.monotonic()
         if sock is not None:
             sock.valid_frames += 1
-            sock.last_valid_s = time.monotonic()
+            sock.last_valid_s = now_s
         if self._inspect is not None:
             self._inspect(message)
         if not self._dedup.is_new(message):
             self.duplicates += 1
             return None
         self.messages += 1
-        self._last_message_s = time.monotonic()
+        self._last_message_s = now_s
         self._last_message_ms = _wall_ms()
         return message
 
@@ -354,6 +375,7 @@ class StreamPool:
         streams: Iterable[str],
         settings: StreamsConfig,
         *,
+        drops_open_klines: bool = False,
         rng: numpy.random.Generator | None = None,
     ) -> None:
         self.inbox = Inbox(settings.queue_max_messages, "drop_oldest")
@@ -370,6 +392,7 @@ class StreamPool:
                     names,
                     settings,
                     self.inbox,
+                    drops_open_klines=drops_open_klines,
                     silence_timeout_s=settings.silence_timeout_s,
                     rng=rng,
                 )
@@ -412,6 +435,7 @@ class StreamPool:
             bad_messages=sum(p.bad_messages for p in parts),
             duplicates=sum(p.duplicates for p in parts), messages=sum(p.messages for p in parts),
             last_message_age_s=min(ages) if ages else None,
+            open_klines_dropped=sum(p.open_klines_dropped for p in parts),
         )  # fmt: skip
 
 

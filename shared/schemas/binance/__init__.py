@@ -16,7 +16,8 @@ Fields a real or documented reply omits are optional.
 
 Modules: `base` (Codec, bases), `market` (errors, time, exchangeInfo, klines, premiumIndex,
 small control replies), `trading` (account, positions, orders, algo orders, fills, income),
-`streams` (market streams, the combined-stream envelope, `decode_event`), `userdata`
+`streams` (market streams, the combined-stream envelope, `decode_event`, the feed's one-pass
+`decode_market_frame` and `is_open_kline_frame`), `userdata`
 (ACCOUNT_UPDATE, ORDER_TRADE_UPDATE, ALGO_UPDATE, TRADE_LITE, listenKeyExpired).
 """
 
@@ -45,10 +46,14 @@ from shared.schemas.binance.streams import (
     KNOWN_EVENT_TYPES,
     BookTicker,
     KlineUpdate,
+    MarketEvent,
+    MarkTick,
     StreamEvent,
     UnknownEvent,
     decode_event,
+    decode_market_frame,
     event_type,
+    is_open_kline_frame,
     unwrap,
 )
 from shared.schemas.binance.trading import (
@@ -85,12 +90,13 @@ __all__ = [
     "KNOWN_EVENT_TYPES", "Account", "AccountPosition", "AccountUpdate", "AlgoCancel",
     "AlgoOrder", "AlgoUpdate", "AssetBalance", "BalanceChange", "BookTicker", "Codec",
     "Countdown", "ErrorReplyWire", "ExchangeInfo", "Income", "Kline", "KlineUpdate", "Leverage",
-    "ListenKeyExpired", "MarkPrice", "Order", "OrderUpdate", "Position", "PositionChange",
-    "Readable", "StreamEvent", "SymbolSpec", "TradeLite", "UnknownEvent", "UserTrade",
-    "decode_account", "decode_algo_cancel", "decode_algo_order", "decode_algo_orders",
-    "decode_code_reply", "decode_countdown", "decode_error_reply", "decode_event",
-    "decode_exchange_info", "decode_income", "decode_kline_rows", "decode_leverage",
-    "decode_listen_key", "decode_mark_price", "decode_mark_prices", "decode_order",
-    "decode_orders", "decode_positions", "decode_server_time_ms", "decode_user_trades",
-    "event_type", "to_klines", "unwrap",
+    "ListenKeyExpired", "MarkPrice", "MarkTick", "MarketEvent", "Order", "OrderUpdate",
+    "Position", "PositionChange", "Readable", "StreamEvent", "SymbolSpec", "TradeLite",
+    "UnknownEvent", "UserTrade", "decode_account", "decode_algo_cancel", "decode_algo_order",
+    "decode_algo_orders", "decode_code_reply", "decode_countdown", "decode_error_reply",
+    "decode_event", "decode_exchange_info", "decode_income", "decode_kline_rows",
+    "decode_leverage", "decode_listen_key", "decode_mark_price", "decode_mark_prices",
+    "decode_market_frame", "decode_order", "decode_orders", "decode_positions",
+    "decode_server_time_ms", "decode_user_trades", "event_type", "is_open_kline_frame",
+    "to_klines", "unwrap",
 ]  # fmt: skip

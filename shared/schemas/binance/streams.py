@@ -3,6 +3,12 @@
 `decode_event(raw)` unwraps a combined-stream message (`{"stream": …, "data": …}`), reads the
 event type `e` and decodes the matching struct; an event type we do not know comes back as
 `UnknownEvent` so the caller can log it and go on (STYLE.md: unknown events are skipped).
+
+The feed's hot path has two shortcuts for the compact combined frames Binance sends
+(`{"stream":"<name>","data":{…}}`, no whitespace): `decode_market_frame` decodes a kline or mark
+price frame in one pass, choosing the struct by the stream name, and `is_open_kline_frame`
+recognises an open (`"x":false`) kline update without building any value. Both accept only what
+`decode_event` accepts too; anything else takes the general path, which reports the error.
 """
 
 from __future__ import annotations
@@ -137,6 +143,133 @@ def to_book_ticker(w: _BookTickerWire) -> BookTicker:
     """Return the best bid and ask."""
     return BookTicker(symbol=w.s, update_id=w.u, bid_price=w.b, bid_qty=w.B, ask_price=w.a,
                       ask_qty=w.A, event_time_ms=w.E, transaction_time_ms=w.T)  # fmt: skip
+
+
+# ---- the feed's hot path: one decode per combined market frame ----------------------------------
+
+
+class MarkTick(Readable, frozen=True, kw_only=True):
+    """A mark price stream update as the feed stores it: market data, so floats, not Decimal."""
+
+    symbol: str
+    mark_price: float
+    index_price: float
+    funding_rate: float
+    next_funding_time_ms: int
+    time_ms: int  # event time
+
+
+class _MarkTickWire(Wire, frozen=True):
+    e: str  # "markPriceUpdate"
+    E: int  # event time, ms
+    s: str  # symbol
+    p: str  # mark price, a decimal string (float() in to_mark_tick)
+    i: str  # index price
+    P: str  # estimated settle price (required, as in _MarkPriceWire; not kept)
+    r: str  # funding rate
+    T: int  # next funding time, ms
+
+
+def to_mark_tick(w: _MarkTickWire) -> MarkTick:
+    """Return the mark as floats; raises ValueError for a price that is not a number."""
+    return MarkTick(symbol=w.s, mark_price=float(w.p), index_price=float(w.i),
+                    funding_rate=float(w.r), next_funding_time_ms=w.T, time_ms=w.E)  # fmt: skip
+
+
+class _KlineFrameWire(Wire, frozen=True, forbid_unknown_fields=True):
+    stream: str  # stream name, e.g. btcusdt@kline_1m
+    data: _KlineEventWire  # the kline event
+
+
+class _MarkFrameWire(Wire, frozen=True, forbid_unknown_fields=True):
+    stream: str  # stream name, e.g. btcusdt@markPrice@1s
+    data: _MarkTickWire  # the mark price event
+
+
+class _KlineProbeBodyWire(Wire, frozen=True):  # _KlineBodyWire with the decimals left unparsed
+    t: int  # open time, ms
+    T: int  # close time
+    s: str  # symbol
+    i: str  # interval
+    o: str  # open
+    c: str  # close
+    h: str  # high
+    l: str  # low  # noqa: E741 (Binance's name)
+    v: str  # base volume
+    n: int  # number of trades
+    x: bool  # is this kline closed?
+    q: str  # quote volume
+    V: str  # taker buy base volume
+    Q: str  # taker buy quote volume
+
+
+class _KlineProbeWire(Wire, frozen=True):
+    e: str  # "kline"
+    E: int  # event time, ms
+    s: str  # symbol
+    k: _KlineProbeBodyWire  # the kline
+
+
+class _KlineProbeFrameWire(Wire, frozen=True, forbid_unknown_fields=True):
+    stream: str  # stream name
+    data: _KlineProbeWire  # the kline event
+
+
+MarketEvent = KlineUpdate | MarkTick
+_FRAME_HEAD = b'{"stream":"'  # a compact combined frame starts so (BINANCE-API.md §7.1)
+_DATA_KEY = b'","data":'
+_kline_frame = msgspec.json.Decoder(_KlineFrameWire)
+_mark_frame = msgspec.json.Decoder(_MarkFrameWire)
+_kline_probe = msgspec.json.Decoder(_KlineProbeFrameWire)
+_FAST_ERRORS = (msgspec.DecodeError, ValueError, UnicodeError, RecursionError)
+
+
+def decode_market_frame(frame: bytes) -> tuple[str, bytes, MarketEvent] | None:
+    """Decode a compact combined `@kline_…` or `@markPrice…` frame in one pass; return (stream
+    name, raw payload, event), or None when the frame is anything else or does not decode (the
+    caller then takes the general path: `decode_event` on the payload, which names the error).
+    """
+    if not frame.startswith(_FRAME_HEAD):
+        return None
+    end = frame.find(b'"', 11)
+    name = frame[11:end]
+    if end < 0 or frame[end : end + 9] != _DATA_KEY or frame[-1:] != b"}" or b"\\" in name:
+        return None
+    event: MarketEvent
+    try:
+        if b"@kline_" in name:
+            kline = _kline_frame.decode(frame)
+            if kline.data.e != "kline":
+                return None
+            stream, event = kline.stream, to_kline_update(kline.data)
+        elif b"@markPrice" in name:
+            mark = _mark_frame.decode(frame)
+            if mark.data.e != "markPriceUpdate":
+                return None
+            stream, event = mark.stream, to_mark_tick(mark.data)
+        else:
+            return None
+    except _FAST_ERRORS:
+        return None
+    # Byte offsets hold only if the decoded name is the one read above (no duplicate key).
+    return (stream, frame[end + 9 : -1], event) if stream.encode() == name else None
+
+
+def is_open_kline_frame(frame: bytes) -> bool:
+    """Return whether `frame` is a compact combined kline frame of an open candle (`"x":false`).
+
+    The whole frame is checked (JSON syntax, UTF-8, every kline field present with its type)
+    but no value is built, and the decimals are not parsed (nobody reads an open candle).
+    """
+    if b'"x":false' not in frame or not frame.startswith(_FRAME_HEAD):
+        return False
+    if b"@kline_" not in frame[11:80]:
+        return False
+    try:
+        probe = _kline_probe.decode(frame)
+    except _FAST_ERRORS:
+        return False
+    return not probe.data.k.x and probe.data.e == "kline" and "@kline_" in probe.stream
 
 
 # ---- dispatch ------------------------------------------------------------------------------------

@@ -1,0 +1,83 @@
+"""The feed's hot-path shortcuts on real payloads (tests/fixtures/binance), compact as Binance
+sends them: one-pass decoding of kline and mark frames, and open klines dropped undecoded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from shared.config import load_config
+from shared.exchange.frames import parse_frame
+from shared.exchange.inbox import Inbox
+from shared.exchange.streams import StreamConnection
+from shared.schemas import binance as b
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "binance" / "nautilus-docs-derived"
+
+
+def payload(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def compact(stream: str, data: Any) -> bytes:
+    return json.dumps({"stream": stream, "data": data}, separators=(",", ":")).encode()
+
+
+OPEN = compact("btcusdt@kline_1m", payload("rs_market_data_json_kline_stream_open.json"))
+CLOSED = compact("btcusdt@kline_1m", payload("rs_market_data_json_kline_stream_closed.json"))
+MARK = compact("btcusdt@markPrice@1s", payload("rs_market_data_json_mark_price_stream.json"))
+
+
+async def _never() -> str:
+    raise AssertionError("no socket in a unit test")
+
+
+def test_one_pass_decode_of_a_closed_kline_equals_the_general_decode() -> None:
+    fast = b.decode_market_frame(CLOSED)
+    assert fast is not None
+    stream, data, event = fast
+    assert (stream, event) == ("btcusdt@kline_1m", b.decode_event(CLOSED))
+    assert json.loads(data) == payload("rs_market_data_json_kline_stream_closed.json")
+
+
+def test_one_pass_decode_of_a_mark_gives_floats_of_the_same_values() -> None:
+    fast = b.decode_market_frame(MARK)
+    assert fast is not None
+    general = b.decode_event(MARK)
+    assert isinstance(general, b.MarkPrice) and isinstance(fast[2], b.MarkTick)
+    tick = fast[2]
+    assert (tick.symbol, tick.time_ms, tick.next_funding_time_ms) == (
+        general.symbol, general.time_ms, general.next_funding_time_ms)  # fmt: skip
+    prices = (general.mark_price, general.index_price, general.funding_rate)
+    assert (tick.mark_price, tick.index_price, tick.funding_rate) == tuple(map(float, prices))
+
+
+def test_frames_the_one_pass_decode_does_not_take_go_to_the_general_path() -> None:
+    bad_price = MARK.replace(b'"p":"11794.15000000"', b'"p":"11794.x"')
+    spaced = json.dumps(json.loads(MARK)).encode()
+    extra_key = MARK[:-1] + b',"more":1}'
+    for frame in (bad_price, spaced, extra_key, MARK[:-3], b'{"stream":"x@depth","data":{}}'):
+        assert b.decode_market_frame(frame) is None
+    message = parse_frame(bad_price, is_combined=True)
+    assert message.event is None and message.event_type == "markPriceUpdate"
+
+
+def test_is_open_kline_frame_accepts_only_a_whole_valid_open_kline() -> None:
+    assert b.is_open_kline_frame(OPEN)
+    wrong_type = OPEN.replace(b'"n":100', b'"n":"100"')
+    for frame in (CLOSED, MARK, OPEN[:-1], wrong_type, OPEN.replace(b"BTCUSDT", b"BT\xffUSDT")):
+        assert not b.is_open_kline_frame(frame)
+
+
+def test_accept_frame_drops_open_klines_but_counts_them_as_valid_messages() -> None:
+    settings = load_config("paper", env={}).streams
+    conn = StreamConnection("market-0", _never, ("btcusdt@kline_1m",), settings,
+                            Inbox(10, "drop_oldest"), drops_open_klines=True)  # fmt: skip
+    assert conn.accept_frame(OPEN) is None
+    closed = conn.accept_frame(CLOSED)
+    assert closed is not None and isinstance(closed.event, b.KlineUpdate)
+    assert conn.accept_frame(OPEN[:-1]) is None
+    stats = conn.stats()
+    assert (stats.open_klines_dropped, stats.messages, stats.bad_messages) == (1, 1, 1)
+    assert stats.last_message_age_s is not None
