@@ -28,22 +28,18 @@ lock is held by another feed).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import msgspec
-import uvloop
 
 from shared import log
-from shared.bus import InstanceLockedError, Publisher, bind_instance_lock, bus_endpoint
+from shared.bus import Publisher, bus_endpoint
 from shared.cache import Cache, redis_url
-from shared.config import MODES, Config, ConfigError, load_config
+from shared.config import Config
 from shared.core.feedstate import (
     INTERVAL,
     AccountState,
@@ -62,10 +58,10 @@ from shared.exchange.streams import BAD_FRAME_HEAD_BYTES, StreamPool
 from shared.exchange.userstream import UserDataStream
 from shared.feedio import backfill_klines, flush_cache, poll_rest, publish_heartbeats
 from shared.heartbeat import HeartbeatWriter, run_heartbeat
+from shared.process import process_main
 from shared.schemas import binance as b
 from shared.schemas import bus
 from shared.shm import KlineWriter
-from shared.stack import instance_id
 
 PROCESS = "feed"
 
@@ -227,7 +223,7 @@ async def consume(get: Callable[[], Awaitable[StreamItem]],
             feed.warn("event", "event_failed", handler=handle.__name__, error=repr(e)[:200])
 
 
-async def serve(cfg: Config, instance: str, logger: log.EventLogger) -> None:
+async def serve(cfg: Config, instance: str, logger: log.EventLogger, _stop: asyncio.Event) -> None:
     """Run the feed until cancelled."""
     f = cfg.feed
     url = redis_url(cfg.redis.url, cfg.redis.private_port)
@@ -280,45 +276,9 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger) -> None:
             writer.close()
 
 
-async def run(cfg: Config, logger: log.EventLogger) -> None:
-    """Take the instance lock and serve until SIGTERM/SIGINT (then return normally)."""
-    instance = instance_id(Path(cfg.run.dir))
-    with bind_instance_lock(instance, PROCESS):
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        served = loop.create_task(serve(cfg, instance, logger))
-        stopped = loop.create_task(stop.wait())
-        await asyncio.wait({served, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        if not served.done():
-            served.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await served
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the feed; return the exit code (0 clean stop, 2 configuration error, 1 fatal)."""
-    parser = argparse.ArgumentParser(prog="python -m procs.feed", description="The market feed.")
-    parser.add_argument("--mode", choices=MODES, default=None, help="default: SLT_MODE or paper")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.mode)
-    except ConfigError as e:
-        print(str(e), file=sys.stderr)
-        return 2
-    logger = log.setup(PROCESS, cfg.run.log_level)
-    try:
-        uvloop.run(run(cfg, logger))
-    except (ConfigError, InstanceLockedError) as e:  # one line: a person must act
-        logger.critical("feed_refused_to_start", reason=str(e))
-        return 2 if isinstance(e, ConfigError) else 1
-    except Exception as e:
-        logger.exception("feed_failed", error=repr(e)[:300])
-        return 1
-    logger.info("feed_stopped")
-    return 0
+    return process_main(PROCESS, "The market feed.", serve, argv)
 
 
 if __name__ == "__main__":

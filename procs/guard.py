@@ -18,33 +18,29 @@ stops stay at the exchange, exit code 0. Exit codes: 0 clean stop, 2 configurati
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import signal
 import sys
 import time
 from decimal import Decimal
 from pathlib import Path
 
-import uvloop
-
 from shared import log
 from shared.alerts import Alerter
-from shared.bus import BusError, InstanceLockedError, Subscriber, bind_instance_lock, bus_endpoint
+from shared.bus import BusError, Subscriber, bus_endpoint
 from shared.cache import Cache, redis_url
-from shared.config import MODES, Config, ConfigError, load_config
+from shared.config import Config
 from shared.core.silence import Liveness, silence_decision
 from shared.exchange.errors import ExchangeError
 from shared.exchange.rest import ExchangeClient
 from shared.exchange.userstream import UserDataStream
 from shared.guardstate import Guard
 from shared.heartbeat import HeartbeatReader, HeartbeatWriter, run_heartbeat
+from shared.process import process_main
 from shared.schemas import binance as b
 from shared.schemas import bus
 from shared.segment import SegmentMissingError, ShmError
 from shared.shm import KlineColumn, KlineReader
-from shared.stack import instance_id
 
 PROCESS = "guard"
 TREND_REFRESH_S = 10.0
@@ -289,40 +285,9 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, stop: async
         heartbeat.close()
 
 
-async def run(cfg: Config, logger: log.EventLogger) -> None:
-    """Take the instance lock and serve until SIGTERM/SIGINT."""
-    instance = instance_id(Path(cfg.run.dir))
-    with bind_instance_lock(instance, PROCESS):
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(cfg, instance, logger, stop)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the guard; return the exit code (0 clean stop, 2 configuration error, 1 fatal)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m procs.guard", description="The position-guard."
-    )
-    parser.add_argument("--mode", choices=MODES, default=None, help="default: SLT_MODE or paper")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.mode)
-    except ConfigError as e:
-        print(str(e), file=sys.stderr)
-        return 2
-    logger = log.setup(PROCESS, cfg.run.log_level)
-    try:
-        uvloop.run(run(cfg, logger))
-    except InstanceLockedError as e:
-        logger.critical("guard_refused_to_start", reason=str(e))
-        return 1
-    except Exception as e:
-        logger.exception("guard_failed", error=repr(e)[:300])
-        return 1
-    logger.info("guard_stopped")
-    return 0
+    return process_main(PROCESS, "The position-guard.", serve, argv, is_graceful=True)
 
 
 if __name__ == "__main__":

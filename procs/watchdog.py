@@ -21,29 +21,24 @@ changes. Exit codes: 0 after SIGTERM/SIGINT, 2 configuration error, 1 anything e
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import os
-import signal
 import sys
 import time
 from pathlib import Path
 
 import aiohttp
 import msgspec
-import uvloop
 
 from shared import log
 from shared.alerts import Alerter
-from shared.bus import InstanceLockedError, bind_instance_lock
 from shared.cache import Cache, redis_url
-from shared.config import MODES, Config, ConfigError, load_config
+from shared.config import Config
 from shared.core import restarts as r
 from shared.heartbeat import Heartbeat, HeartbeatReader, HeartbeatWriter, run_heartbeat
 from shared.probes import probe_services
+from shared.process import process_main
 from shared.segment import SegmentMissingError, ShmError
-from shared.stack import instance_id
 from shared.supervisor import (
     ProcessInfo,
     SupervisorClient,
@@ -275,7 +270,7 @@ async def check_services(cfg: Config, watchdog: Watchdog, cache: Cache) -> None:
                     degraded.pop(service, None)
 
 
-async def serve(cfg: Config, instance: str, logger: log.EventLogger) -> None:
+async def serve(cfg: Config, instance: str, logger: log.EventLogger, _stop: asyncio.Event) -> None:
     """Run the watchdog until cancelled."""
     wd = cfg.watchdog
     run_dir = Path(cfg.run.dir)
@@ -311,45 +306,9 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger) -> None:
                 watchdog.reader.close()
 
 
-async def run(cfg: Config, logger: log.EventLogger) -> None:
-    """Take the instance lock and serve until SIGTERM/SIGINT (then return normally)."""
-    instance = instance_id(Path(cfg.run.dir))
-    with bind_instance_lock(instance, PROCESS):
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        served = loop.create_task(serve(cfg, instance, logger))
-        stopped = loop.create_task(stop.wait())
-        await asyncio.wait({served, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        if not served.done():
-            served.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await served
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the watchdog; return the exit code (0 clean stop, 2 configuration error, 1 fatal)."""
-    parser = argparse.ArgumentParser(prog="python -m procs.watchdog", description="The watchdog.")
-    parser.add_argument("--mode", choices=MODES, default=None, help="default: SLT_MODE or paper")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.mode)
-    except ConfigError as e:
-        print(str(e), file=sys.stderr)
-        return 2
-    logger = log.setup(PROCESS, cfg.run.log_level)
-    try:
-        uvloop.run(run(cfg, logger))
-    except (ConfigError, InstanceLockedError) as e:  # one line: a person must act
-        logger.critical("watchdog_refused_to_start", reason=str(e))
-        return 2 if isinstance(e, ConfigError) else 1
-    except Exception as e:
-        logger.exception("watchdog_failed", error=repr(e)[:300])
-        return 1
-    logger.info("watchdog_stopped")
-    return 0
+    return process_main(PROCESS, "The watchdog.", serve, argv)
 
 
 if __name__ == "__main__":
