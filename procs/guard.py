@@ -45,6 +45,7 @@ from shared.shm import KlineColumn, KlineReader
 PROCESS = "guard"
 TREND_REFRESH_S = 10.0
 STATS_INTERVAL_S = 60.0
+RECONCILE_DEBOUNCE_S = 0.02
 
 
 def _mono_ms() -> int:
@@ -188,7 +189,8 @@ async def reconcile_loop(guard: Guard, cfg: Config, logger: log.EventLogger) -> 
         )
 
 
-async def user_events(guard: Guard, stream: UserDataStream, logger: log.EventLogger) -> None:
+async def user_events(guard: Guard, stream: UserDataStream, logger: log.EventLogger,
+                      pending: set[str], wake: asyncio.Event) -> None:  # fmt: skip
     """React to fills, closes and cancelled stops at once: reconcile the symbol concerned."""
     while True:
         item = await stream.get()
@@ -201,13 +203,27 @@ async def user_events(guard: Guard, stream: UserDataStream, logger: log.EventLog
         except ValueError as e:  # msgspec errors included
             logger.warning("bad_message", reason=str(e)[:200], head=data[:200])
             continue
-        symbols: list[str] = []
         if isinstance(event, b.AccountUpdate):
-            symbols = [p.symbol for p in event.positions]
+            for p in event.positions:  # a fill: the resting stop first, the REST check next
+                await guard.protect_fill(p.symbol, p.amount, p.entry_price,
+                                         event.transaction_time_ms)  # fmt: skip
+                pending.add(p.symbol)
         elif isinstance(event, (b.OrderUpdate, b.AlgoUpdate)):
-            symbols = [event.symbol]
-        for symbol in symbols:
-            await guard.reconcile(symbol)
+            pending.add(event.symbol)
+        wake.set()
+
+
+async def reconcile_pending(guard: Guard, pending: set[str], wake: asyncio.Event) -> None:
+    """Reconcile the symbols user-data events touched, off the event loop's reading path (a
+    burst of events for one symbol costs one reconcile)."""
+    while True:
+        await wake.wait()
+        # The events of one fill arrive as several frames: let the position's own event take
+        # the fast path (protect_fill) before a reconcile holds the lock for four round trips.
+        await asyncio.sleep(RECONCILE_DEBOUNCE_S)
+        wake.clear()
+        while pending:
+            await guard.reconcile(pending.pop())
 
 
 async def log_stats(guard: Guard, sources: Sources, logger: log.EventLogger) -> None:
@@ -260,8 +276,11 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, stop: async
             )
             async with stream:
                 spawn = asyncio.get_running_loop().create_task
+                pending: set[str] = set()
+                wake = asyncio.Event()
                 tasks += [
-                    spawn(user_events(guard, stream, logger)),
+                    spawn(user_events(guard, stream, logger, pending, wake)),
+                    spawn(reconcile_pending(guard, pending, wake)),
                     spawn(sources.bus_marks()),
                     spawn(sources.check()),
                     spawn(sources.rest_poll()),

@@ -28,7 +28,7 @@ from shared.cache import Cache, CacheUnavailableError
 from shared.config import Config
 from shared.core import exits as ex
 from shared.core.ids import client_order_id
-from shared.core.reconcile import RestingStop, WantedStop, plan_stops, stop_signal_of
+from shared.core.reconcile import RestingStop, StopPlan, WantedStop, plan_stops, stop_signal_of
 from shared.core.risk import EquityWatch
 from shared.exchange.errors import ExchangeError
 from shared.exchange.rest import ExchangeClient
@@ -75,7 +75,10 @@ class Guard(Safety):
         self.signals: dict[str, str] = {}
         self.exits_sent: dict[str, int] = {}  # symbol -> exit orders sent for this position
         self.stops: dict[str, Decimal] = {}  # symbol -> trigger of our resting stop (exchange)
-        self.stop_moved_s: dict[str, float] = {}  # symbol -> monotonic time of the last move
+        self.stop_moved_s: dict[str, float] = {}
+        self.resting: dict[
+            str, list[RestingStop]
+        ] = {}  # symbol -> stops resting (last seen)  # symbol -> monotonic time of the last move
         self.marks: dict[str, tuple[Decimal, int]] = {}  # symbol -> (price, event time ms)
         self.mark_fresh_mono_ms: int | None = None  # last time any source brought a newer mark
         self.trends: dict[str, float | None] = {}
@@ -121,6 +124,8 @@ class Guard(Safety):
         holding, mark = self.holdings.get(symbol), self.marks.get(symbol)
         if holding is None or mark is None or self.is_flattening or symbol not in self.plans:
             return
+        if mark[1] < holding.opened_ms:
+            return  # a price from before the position existed says nothing about it
         spec = self.specs[symbol]
         track = ex.update_track(
             self.tracks[symbol], holding, mark[0], self.cfg.exits, spec.tick_size
@@ -289,20 +294,85 @@ class Guard(Safety):
         }
         amounts = {s: truth.positions[s].amount for s in scope if s in truth.positions}
         stop_plan = plan_stops(amounts, wanted, [r for r in resting if r.symbol in scope])
+        return await self._apply(
+            stop_plan, wanted, [r for r in resting if r.symbol in scope], scope
+        )
+
+    async def _apply(
+        self,
+        stop_plan: StopPlan,
+        wanted: dict[str, WantedStop],
+        resting: list[RestingStop],
+        scope: list[str],
+    ) -> list[str]:
+        """Perform a stop plan and record what rests now; return the symbols to close at once."""
         outcome = await protect.apply_stop_plan(
             self.client, stop_plan, self.cfg.guard.stop_working_type, self.log
         )
         self.stats["stops_placed"] += len(outcome.placed)
+        for s in scope:
+            self.resting[s] = [
+                r for r in resting if r.symbol == s and r.client_algo_id not in outcome.cancelled
+            ]
         for r in resting:
             if r.symbol in wanted and r.trigger_price == wanted[r.symbol].trigger_price:
                 self.stops[r.symbol] = r.trigger_price
         for placed in outcome.placed:
             self.stops[placed.symbol] = placed.trigger_price
+            self.resting.setdefault(placed.symbol, []).append(
+                RestingStop(
+                    symbol=placed.symbol,
+                    client_algo_id=placed.client_algo_id,
+                    side=placed.side,
+                    order_type="STOP_MARKET",
+                    trigger_price=placed.trigger_price,
+                    is_close_position=True,
+                )
+            )
         for s in [s for s in self.stops if s not in self.holdings]:
             del self.stops[s]
         for s, error in outcome.failed.items():
             await self.alerter.send("stop_missing", f"no protective stop for {s}: {error[:200]}", s)
         return outcome.trigger_now
+
+    async def protect_fill(
+        self, symbol: str, amount: Decimal, entry_price: Decimal, event_ms: int
+    ) -> None:
+        """A user-data position change: protect a new (or reversed) position at once from the
+        event, before the REST reconcile that follows (one round trip to a resting stop instead
+        of four). Safe against a stale local view: the stop's client id is deterministic, so a
+        stop that already rests is refused as a duplicate, and the reconcile corrects the rest."""
+        known = self.holdings.get(symbol)
+        if amount == 0 or symbol not in self.specs or entry_price <= 0:
+            return
+        if known is not None and (known.quantity > 0) == (amount > 0) and symbol in self.stops:
+            return  # already protected; a closePosition stop covers any added quantity
+        async with self.lock:
+            holding = ex.Holding(
+                symbol=symbol,
+                quantity=amount,
+                entry_price=entry_price,
+                leverage=1,
+                liquidation_price=Decimal(0),
+                opened_ms=event_ms,
+            )
+            self.holdings[symbol] = holding
+            resting = self.resting.get(symbol, [])
+            self.plans.pop(symbol, None)
+            self._adopt(symbol, holding, (await self._load_plans()).get(symbol), resting)
+            wanted = {
+                symbol: WantedStop(
+                    symbol=symbol,
+                    side=closing_side(amount),
+                    trigger_price=self.tracks[symbol].stop_price,
+                    signal_id=self.signals[symbol],
+                )
+            }
+            stop_plan = plan_stops({symbol: amount}, wanted, resting)
+            trigger_now = await self._apply(stop_plan, wanted, list(resting), [symbol])
+            self.progress["order"] = time.monotonic_ns()
+        if trigger_now:
+            await self.reconcile(symbol)  # exchange truth first, then the close at once (-2021)
 
     def _adopt(
         self,
