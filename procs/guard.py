@@ -46,6 +46,7 @@ PROCESS = "guard"
 TREND_REFRESH_S = 10.0
 STATS_INTERVAL_S = 60.0
 RECONCILE_DEBOUNCE_S = 0.02
+WATCHDOG_SILENT_INTERVALS = 10  # watchdog heartbeats missed before the guard alerts
 
 
 def _mono_ms() -> int:
@@ -71,6 +72,7 @@ class Sources:
         self.started_ms = _mono_ms()
         self.feed_last_ms: int | None = None
         self.trader_last_ms: int | None = None
+        self.watchdog_last_ms: int | None = None  # None: not seen since our start (not deployed)
         self.klines: KlineReader | None = None
         self.beats: HeartbeatReader | None = None
 
@@ -106,7 +108,8 @@ class Sources:
             beats = self.beats.read()
         except ShmError:
             return
-        for name, attr in (("feed", "feed_last_ms"), ("trader", "trader_last_ms")):
+        for name, attr in (("feed", "feed_last_ms"), ("trader", "trader_last_ms"),
+                           ("watchdog", "watchdog_last_ms")):  # fmt: skip
             beat = beats.get(name)
             if beat is not None and beat.monotonic_ns > 0:
                 seen = beat.monotonic_ns // 1_000_000
@@ -153,6 +156,18 @@ class Sources:
                 has_positions=bool(self.guard.holdings),
             )
             await self.guard.apply_silence(silence_decision(live, g, self.cfg.dms))
+            await self._check_watchdog(live.now_ms)
+
+    async def _check_watchdog(self, now_ms: int) -> None:
+        """Rule 12: a watchdog that beat since our start and went silent is alerted (nobody
+        restarts hung programs meanwhile); the guard itself does not depend on it."""
+        if self.watchdog_last_ms is None:
+            return
+        age_s = (now_ms - self.watchdog_last_ms) / 1000
+        if age_s > WATCHDOG_SILENT_INTERVALS * self.cfg.watchdog.heartbeat_interval_s:
+            await self.guard.alerter.send(
+                "watchdog_silent", f"the watchdog has not beaten for {age_s:.1f} s; hung "
+                "programs are not restarted until it is back")  # fmt: skip
 
     async def rest_poll(self) -> None:
         """While in REST mode: marks of the open positions over REST (weight 1 each)."""

@@ -112,6 +112,9 @@ def test_dead_mans_switch_flattens_when_the_feed_is_silenced(stack: Stack) -> No
     assert halt["is_halted"] and halt["reason"] == "dms_silence"
     log = (stack.run_dir / "logs" / "guard.log").read_text()
     assert "flatten_done" in log and "kind=dms_silence" in log
+    # The watchdog was stopped at the start: the guard says so (rule 12), and restarts nothing.
+    guard_log = stack.run_dir / "logs" / "guard.log"
+    eventually(lambda: "kind=watchdog_silent" in guard_log.read_text(), 30, 0.5)
 
 
 def control(stack: Stack, path: str, **params: str) -> None:

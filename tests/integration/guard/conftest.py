@@ -41,7 +41,8 @@ def px(tmp_path: Path) -> Iterator[PaperExchangeProcess]:
 def start_guard(
     px: PaperExchangeProcess, redis_instance: RedisServer, tmp_path: Path
 ) -> Iterator[Callable[..., FeedProcess]]:
-    """Return `start(guard=None, dms=None, exits=None, kill_switch=None)`: a running guard of the
+    """Return `start(guard=, dms=, exits=, kill_switch=, redis=)` (config tables, each optional):
+    a running guard of the
     test's instance; every one started is stopped afterwards."""
     guards: list[FeedProcess] = []
     run_dir = tmp_path / "run"
@@ -55,9 +56,9 @@ def start_guard(
             "blind_after_s": 600.0,
             **sections.get("dms", {}),
         }
-        for name in ("exits", "kill_switch"):
+        for name in ("exits", "kill_switch", "redis"):
             if name in sections:
-                overlay[name] = sections[name]
+                overlay[name] = {**overlay.get(name, {}), **sections[name]}
         config = tmp_path / f"guard-{len(guards)}.toml"
         write_overlay(config, overlay)
         guard = FeedProcess(config, tmp_path / f"guard-{len(guards)}.log", run_dir, {},

@@ -158,3 +158,26 @@ def test_slt_flatten_closes_everything_and_slt_rearm_clears_the_halt(px, start_g
     state = json.loads(halt_file.read_text())
     assert not state["needs_operator"] and state["reason"] in ("", "trader_silent")
     assert guard.is_running()
+
+
+def test_a_cancelled_stop_is_recreated_from_exchange_truth(px, start_guard):
+    open_position(px, "BUY", "0.02")
+    guard = start_guard()
+    eventually(lambda: len(our_stops(px)) == 1, 15.0)
+    first = our_stops(px)[0]
+    rest(px, "DELETE", "/fapi/v1/algoOrder", clientAlgoId=first["clientAlgoId"])
+    eventually(lambda: len(our_stops(px)) == 1, 15.0)  # the cancel event or the next reconcile
+    again = our_stops(px)[0]
+    # The same intent gives the same id (Binance refuses only an id that is still open).
+    assert again["clientAlgoId"] == first["clientAlgoId"] and again["algoId"] != first["algoId"]
+    assert again["triggerPrice"] == first["triggerPrice"]
+    assert len(guard.log_events("stop_placed")) == 2
+    assert guard.is_running()
+
+
+def test_guard_protects_without_redis(px, start_guard):
+    open_position(px, "SELL", "0.02")
+    guard = start_guard(redis={"url": "redis://127.0.0.1:1/0"})  # nothing listens there
+    eventually(lambda: len(our_stops(px)) == 1, 20.0)
+    wait_for_log(guard, "guard_started", timeout_s=5.0)
+    assert guard.is_running()
