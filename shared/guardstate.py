@@ -14,6 +14,7 @@ never interleave, and a SIGTERM waits for the one in flight (rule 3).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -27,7 +28,7 @@ from shared.alerts import Alerter
 from shared.cache import Cache, CacheUnavailableError
 from shared.config import Config
 from shared.core import exits as ex
-from shared.core.ids import client_order_id
+from shared.core.ids import client_order_id, is_ours
 from shared.core.reconcile import RestingStop, StopPlan, WantedStop, plan_stops, stop_signal_of
 from shared.core.risk import EquityWatch
 from shared.exchange.errors import ExchangeError
@@ -419,7 +420,19 @@ class Guard(Safety):
                 )
             )
             task.add_done_callback(lambda _t: None)
-        self.tracks[s] = ex.new_track(holding, self.plans[s])
+        track = ex.new_track(holding, self.plans[s])
+        # After a restart the resting stop may have trailed tighter than the plan: keep it, a
+        # restart must never loosen protection.
+        is_long = holding.quantity > 0
+        side = closing_side(holding.quantity)
+        for r in resting:
+            if (r.symbol == s and r.is_close_position and r.side == side
+                    and r.order_type == "STOP_MARKET" and is_ours(r.client_algo_id)):  # fmt: skip
+                tighter = r.trigger_price > track.stop_price if is_long else (
+                    r.trigger_price < track.stop_price)  # fmt: skip
+                if tighter:
+                    track = dataclasses.replace(track, stop_price=r.trigger_price)
+        self.tracks[s] = track
         self.exits_sent[s] = 0
 
     def update_trends(self, closes_by_symbol: dict[str, np.ndarray]) -> None:

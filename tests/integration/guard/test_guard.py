@@ -181,3 +181,19 @@ def test_guard_protects_without_redis(px, start_guard):
     eventually(lambda: len(our_stops(px)) == 1, 20.0)
     wait_for_log(guard, "guard_started", timeout_s=5.0)
     assert guard.is_running()
+
+
+def test_a_restarted_guard_keeps_a_stop_that_trailed_tighter_than_the_plan(px, start_guard):
+    open_position(px, "BUY", "0.02")
+    entry = Decimal(rest(px, "GET", "/fapi/v3/positionRisk", symbol="BTCUSDT")[0]["entryPrice"])
+    tight = (entry * Decimal("0.995")).quantize(Decimal("0.1"))  # the default plan's is 2 % away
+    rest(px, "POST", "/fapi/v1/algoOrder", algoType="CONDITIONAL", symbol="BTCUSDT", side="SELL",
+         type="STOP_MARKET", triggerPrice=str(tight), closePosition="true",
+         workingType="MARK_PRICE", clientAlgoId="slt-BTCUSDT_1-stop-4")  # fmt: skip
+    guard = start_guard()
+    wait_for_log(guard, "guard_started", timeout_s=15.0)
+    eventually(lambda: len(guard.log_events("guard_stats")) == 0 and guard.is_running(), 1.5)
+    assert [(o["clientAlgoId"], Decimal(o["triggerPrice"])) for o in our_stops(px)] == [
+        ("slt-BTCUSDT_1-stop-4", tight)
+    ]
+    assert not guard.log_events("stop_placed") and not guard.log_events("stop_cancelled")
