@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.integration.paper.ws_harness import Exchange, collect, run, running_exchange
+from tests.integration.paper.ws_harness import (
+    Exchange,
+    collect,
+    collect_until,
+    run,
+    running_exchange,
+)
 
 
 def as_rest_row(k: dict[str, Any]) -> list[Any]:
@@ -74,8 +80,11 @@ def test_five_minute_candles_close_once_at_high_speed(tmp_path: Path) -> None:
     async def body() -> None:
         async with running_exchange(tmp_path, speed=3000.0) as ex:
             async with connect(ex.ws_url + "/market/ws/btcusdt@kline_5m") as ws:
-                klines = [m["k"] for m in await collect(ws, 1.5)]
-            closed = check_closed_candles(klines, 300_000)
+                # Ten closed 5m candles take 0.2 s at speed 3000; wait for them, not for a time.
+                messages = await collect_until(
+                    ws, lambda ms: sum(1 for m in ms if m["k"]["x"]) >= 11, 30.0
+                )
+            closed = check_closed_candles([m["k"] for m in messages], 300_000)
             assert len(closed) >= 10
             rows = await rest_klines(ex, "5m", closed[0]["t"], len(closed))
             assert [as_rest_row(k) for k in closed] == rows

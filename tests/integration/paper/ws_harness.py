@@ -113,6 +113,20 @@ async def collect(ws: ClientConnection, duration_s: float) -> list[Any]:
     return messages
 
 
+async def collect_until(
+    ws: ClientConnection, is_enough: Callable[[list[Any]], bool], timeout_s: float
+) -> list[Any]:
+    """Receive until `is_enough(messages)` or `timeout_s` (a loaded machine delivers late)."""
+    messages: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    while not is_enough(messages) and (left := deadline - time.monotonic()) > 0:
+        try:
+            messages.append(await recv_json(ws, left))
+        except TimeoutError:
+            break
+    return messages
+
+
 async def eventually(predicate: Callable[[], Awaitable[bool] | bool], timeout_s: float) -> None:
     """Poll `predicate` (sync or async) until true; AssertionError after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
