@@ -47,6 +47,9 @@ class MarketView(Protocol):
     def next_funding_ms(self, now_ms: int) -> int: ...
 
 
+FINAL_ALGO = ("FINISHED", "CANCELED", "REJECTED", "EXPIRED")  # algo statuses that never change
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """Account and matching parameters of the paper exchange."""
@@ -131,6 +134,7 @@ class Ledger:
         self.is_started = False
         self.last_tick_ms = 0  # 0: no tick yet
         self.last_prune_ms = 0
+        self._final_states: dict[int, tuple[Any, dict[str, Any]]] = {}  # id -> (record, state)
         self.next_order_id = 4_000_000_001
         self.next_trade_id = 300_000_001
         self.next_algo_id = 1_000_000_000_001
@@ -260,8 +264,20 @@ class Ledger:
         self.trades = [t for t in self.trades if t.time_ms >= long]
         self.incomes = [i for i in self.incomes if i.time_ms >= long]
         self.last_prune_ms = now_ms
+        self._final_states.clear()  # forgotten records must not stay alive here
 
     # -- persistence ----------------------------------------------------------------------------
+
+    def _state_of(self, record: Any, is_final: bool) -> dict[str, Any]:
+        """record_state, remembered for records that can no longer change (trades, incomes,
+        finished orders): the state is written before every order reply, and without this its
+        cost grows with the account's history."""
+        if not is_final:
+            return record_state(record)
+        cached = self._final_states.get(id(record))
+        if cached is None or cached[0] is not record:
+            cached = self._final_states[id(record)] = (record, record_state(record))
+        return cached[1]
 
     def to_state(self) -> dict[str, Any]:
         """Return the whole account as JSON-able data."""
@@ -270,10 +286,10 @@ class Ledger:
             "wallet": str(self.wallet),
             "positions": [record_state(p) for p in self.positions.values()],
             "settings": [record_state(s) for s in self.settings.values()],
-            "orders": [record_state(o) for o in self.orders.values()],
-            "algos": [record_state(a) for a in self.algos.values()],
-            "trades": [record_state(t) for t in self.trades],
-            "incomes": [record_state(i) for i in self.incomes],
+            "orders": [self._state_of(o, not o.is_open) for o in self.orders.values()],
+            "algos": [self._state_of(a, a.status in FINAL_ALGO) for a in self.algos.values()],
+            "trades": [self._state_of(t, True) for t in self.trades],
+            "incomes": [self._state_of(i, True) for i in self.incomes],
             "countdowns": dict(self.countdowns),
             "margin_calls": sorted(self.margin_calls),
             "events": list(self.events),

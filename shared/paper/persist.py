@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _HINTS: dict[type, dict[str, Any]] = {}
+_FIELDS: dict[type, tuple[str, ...]] = {}  # dataclasses.fields() is slow; the state is written
+# before every order reply, with every record in it
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -25,10 +27,14 @@ def _hints(cls: type) -> dict[str, Any]:
 
 def record_state(record: object) -> dict[str, Any]:
     """Return a dataclass record as a JSON-able dict, Decimals written as exact strings."""
+    cls = type(record)
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(record))  # type: ignore[arg-type]
     out: dict[str, Any] = {}
-    for field in dataclasses.fields(record):  # type: ignore[arg-type]
-        value = getattr(record, field.name)
-        out[field.name] = str(value) if isinstance(value, Decimal) else value
+    for name in names:
+        value = getattr(record, name)
+        out[name] = str(value) if type(value) is Decimal else value
     return out
 
 
