@@ -208,7 +208,7 @@ class PaperExchange:
         """Write the state file now; a disk error is logged (ERROR) and the state stays dirty."""
         doc = self.to_state()
         try:
-            save_state(self.state_path, encode_state(doc))
+            save_state(self.state_path, encode_state(doc), self.cfg.fsync_state)
         except OSError as e:
             _log.error("state_save_failed", path=self.state_path, error=e.strerror or repr(e))
             self.is_dirty = True
