@@ -10,7 +10,9 @@ before sending it (one atomic Lua call in `cache.py` over a key per minute windo
   always there for protective orders and position checks;
 - after each reply the window count is raised to the exchange's `X-MBX-USED-WEIGHT-1M` when
   that is higher (other clients on the IP, requests Redis never saw): the max of both;
-- a 429/418 `Retry-After` is written to Redis, and every process holds its requests that long.
+- a 429/418 `Retry-After` is written to Redis, and every process holds its requests that long;
+  an order (weight 0 on the IP limit) skips the Redis call when Redis reported no block less than
+  `BLOCK_KNOWN_S` ago, so a block set by another process holds it at most that much later.
 
 If Redis fails, the budget logs one rate-limited warning, keeps going on a local budget of
 `limit × share / expected_processes` (the guard adds the reserved share to its slice), and
@@ -34,6 +36,7 @@ from shared.exchange.errors import RateLimitedError
 WINDOW_MS = 60_000
 _COUNTER_TTL_MS = 2 * WINDOW_MS  # a window's counter outlives its minute, then Redis drops it
 _WARNING_INTERVAL_S = 60.0
+BLOCK_KNOWN_S = 1.0  # a weight-0 request trusts Redis's last "no block" answer this long
 
 # §3.1 weights (new SDK docstrings). Order placement weighs 0 on the IP limit (it counts on
 # the ORDERS limits instead); paths not listed weigh 1.
@@ -148,6 +151,8 @@ class WeightBudget:
         self._redis_retry_at_s = 0.0  # monotonic time before which Redis is not asked
         self._warnings = log.Throttle(_WARNING_INTERVAL_S)
         self._is_degraded = False
+        self._block_known_s = -math.inf  # monotonic time of the last Redis answer about blocks
+        self._blocked_until_s = 0.0  # monotonic end of the last block Redis reported
         s = settings
         self.shared_allowed = shared_allowance(s.limit_1m, s.reserved_share, s.is_guard)
         self.local_allowed = local_allowance(
@@ -188,6 +193,9 @@ class WeightBudget:
                     start, weight, self.shared_allowed, _COUNTER_TTL_MS
                 )
                 self._redis_ok()
+                now_s = time.monotonic()
+                self._block_known_s = now_s
+                self._blocked_until_s = now_s + reply.blocked_ms / 1000
                 if reply.is_granted:  # keep the local view warm for a fallback
                     self._local.observe(reply.used_weight, now_ms)
                 return reply
@@ -201,7 +209,14 @@ class WeightBudget:
         Raises RateLimitedError (nothing was sent) when the wait would exceed `max_wait_s`.
         On cancellation nothing is reserved beyond what was already granted.
         """
-        deadline = time.monotonic() + self.settings.max_wait_s
+        now_s = time.monotonic()
+        if (weight == 0 and now_s - self._block_known_s < BLOCK_KNOWN_S
+                and now_s >= self._blocked_until_s):  # fmt: skip
+            # Orders weigh 0 on the IP limit: only a Retry-After block could hold them, and
+            # Redis said there was none less than BLOCK_KNOWN_S ago. Saves a Redis round trip
+            # on the order path (the guard's closes).
+            return
+        deadline = now_s + self.settings.max_wait_s
         while True:
             now_ms = _wall_ms()
             reply = await self._reserve(weight, now_ms)

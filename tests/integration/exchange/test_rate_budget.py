@@ -226,3 +226,30 @@ def test_a_stalled_redis_costs_each_call_at_most_its_deadline_and_recovery_is_lo
     assert asyncio.run(scenario()) < REDIS_TIMEOUT_S + 0.4
     assert len(events(client_logs, "rate_budget_redis_unavailable", logging.WARNING)) == 1
     assert len(events(client_logs, "rate_budget_redis_restored", logging.INFO)) == 1
+
+
+def test_an_order_trusts_the_last_no_block_answer_for_at_most_a_second(
+    redis_instance: RedisServer,
+) -> None:
+    from shared.exchange.ratelimit import BLOCK_KNOWN_S, BudgetSettings, WeightBudget
+
+    async def body() -> None:
+        instance = new_instance_id()
+        settings = BudgetSettings(limit_1m=2400, reserved_share=0.2, expected_processes=4,
+                                  is_guard=True, max_wait_s=0.3, redis_retry_s=10.0)  # fmt: skip
+        async with Cache(redis_instance.url, instance, REDIS_TIMEOUT_S) as cache, Cache(
+            redis_instance.url, instance, REDIS_TIMEOUT_S
+        ) as other:  # fmt: skip
+            budget = WeightBudget(settings, cache, client_logger())
+            await budget.acquire(1)  # Redis answered: no block
+            await other.block_requests(5_000)  # another process got a 429
+            started = time.monotonic()
+            await budget.acquire(0)  # an order within the second: no Redis round trip
+            assert time.monotonic() - started < BLOCK_KNOWN_S
+            await asyncio.sleep(BLOCK_KNOWN_S + 0.05)
+            with pytest.raises(RateLimitedError):  # now it asks Redis, which says: blocked
+                await budget.acquire(0)
+            with pytest.raises(RateLimitedError):  # and weighted requests always ask
+                await budget.acquire(1)
+
+    asyncio.run(body())
