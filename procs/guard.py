@@ -53,13 +53,16 @@ def _mono_ms() -> int:
     return time.monotonic_ns() // 1_000_000
 
 
-async def load_specs(client: ExchangeClient, logger: log.EventLogger) -> dict[str, b.SymbolSpec]:
-    """Fetch the exchange filters, retrying every 2 s until the exchange answers."""
+async def load_specs(client: ExchangeClient, logger: log.EventLogger,
+                     progress: dict[str, int]) -> dict[str, b.SymbolSpec]:  # fmt: skip
+    """Fetch the exchange filters, retrying every 2 s until the exchange answers. Each answer,
+    an error too, is progress: an exchange outage is degraded mode, not a hang (rule 5)."""
     while True:
         try:
             info = await client.exchange_info()
             return {s.symbol: s for s in info.symbols}
         except ExchangeError as e:
+            progress["reconcile"] = time.monotonic_ns()
             logger.warning("exchange_info_failed", error=str(e)[:300], retry_in_s=2)
             await asyncio.sleep(2)
 
@@ -269,7 +272,7 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, stop: async
     tasks: list[asyncio.Task[None]] = []
     try:
         async with ExchangeClient(cfg.exchange, cache, is_guard=True, logger=logger) as client:
-            specs = await load_specs(client, logger)
+            specs = await load_specs(client, logger, guard_progress)
             guard = Guard(cfg, client, specs, Path(cfg.run.dir), logger, alerter)
             guard.cache, guard.progress = cache, guard_progress
             await guard.mirror_halt()

@@ -197,3 +197,17 @@ def test_a_restarted_guard_keeps_a_stop_that_trailed_tighter_than_the_plan(px, s
         ("slt-BTCUSDT_1-stop-4", tight)
     ]
     assert not guard.log_events("stop_placed") and not guard.log_events("stop_cancelled")
+
+
+def test_guard_started_while_the_exchange_fails_waits_beating_then_protects(px, start_guard):
+    from shared.heartbeat import read_heartbeats
+
+    open_position(px, "BUY", "0.02")
+    control(px, "/_sim/http/fail", status="503", seconds="4")
+    guard = start_guard()
+    wait_for_log(guard, "exchange_info_failed", timeout_s=10.0)
+    beat = eventually(lambda: read_heartbeats(guard.instance).get("guard"), 10.0)
+    # Failing answers count as progress: the watchdog must not restart it for an outage.
+    eventually(lambda: read_heartbeats(guard.instance)["guard"].progress_ns["reconcile"] > 0, 5.0)
+    assert beat and guard.is_running()
+    eventually(lambda: len(our_stops(px)) == 1, 20.0)
