@@ -35,6 +35,7 @@ from shared.exchange.errors import ExchangeError
 from shared.exchange.rest import ExchangeClient
 from shared.exchange.userstream import UserDataStream
 from shared.guardstate import Guard
+from shared.hbmirror import mirror_heartbeat
 from shared.heartbeat import HeartbeatReader, HeartbeatWriter, run_heartbeat
 from shared.process import process_main
 from shared.schemas import binance as b
@@ -304,6 +305,7 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, stop: async
                     spawn(sources.rest_poll()),
                     spawn(reconcile_loop(guard, cfg, logger)),
                     spawn(log_stats(guard, sources, logger)),
+                    spawn(mirror_heartbeat(cache, PROCESS, cfg.guard.heartbeat_interval_s)),
                 ]
                 stopped = spawn(stop.wait())
                 done, _ = await asyncio.wait([*tasks, stopped], return_when=asyncio.FIRST_COMPLETED)

@@ -35,6 +35,7 @@ from shared.alerts import Alerter
 from shared.cache import Cache, redis_url
 from shared.config import Config
 from shared.core import restarts as r
+from shared.hbmirror import mirror_heartbeat
 from shared.heartbeat import Heartbeat, HeartbeatReader, HeartbeatWriter, run_heartbeat
 from shared.probes import probe_services
 from shared.process import process_main
@@ -292,6 +293,7 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, _stop: asyn
             spawn(watchdog.loop()),
             spawn(send_alerts(alerts, cfg, cache, logger)),
             spawn(check_services(cfg, watchdog, cache)),
+            spawn(mirror_heartbeat(cache, PROCESS, wd.heartbeat_interval_s)),
         ]  # fmt: skip
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

@@ -4,6 +4,7 @@ when the guard is dead, and the dead-man's switch."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -211,3 +212,22 @@ def test_guard_started_while_the_exchange_fails_waits_beating_then_protects(px, 
     eventually(lambda: read_heartbeats(guard.instance)["guard"].progress_ns["reconcile"] > 0, 5.0)
     assert beat and guard.is_running()
     eventually(lambda: len(our_stops(px)) == 1, 20.0)
+
+
+def test_guard_heartbeat_is_mirrored_in_redis_with_a_ttl_of_three_beats(
+    px, start_guard, redis_instance
+):
+    from shared.cache import Cache
+    from shared.schemas import bus
+
+    guard = start_guard()
+    wait_for_log(guard, "guard_started", timeout_s=15.0)
+
+    async def read() -> tuple[bytes | None, int]:
+        async with Cache(redis_instance.url, guard.instance, 2.0) as cache:
+            return await cache.read_heartbeat("guard")
+
+    payload, ttl_ms = eventually(lambda: (r := asyncio.run(read()))[0] and r, 10.0)  # type: ignore[misc]
+    beat = bus.decode("heartbeat.guard", payload)
+    assert isinstance(beat, bus.BusHeartbeat) and beat.pid == guard.process.pid
+    assert 0 < ttl_ms <= 3 * 200  # GUARD_FAST heartbeat_interval_s = 0.2
