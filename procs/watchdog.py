@@ -35,6 +35,7 @@ from shared.alerts import Alerter
 from shared.cache import Cache, redis_url
 from shared.config import Config
 from shared.core import restarts as r
+from shared.durable import save_atomically
 from shared.hbmirror import mirror_heartbeat
 from shared.heartbeat import Heartbeat, HeartbeatReader, HeartbeatWriter, run_heartbeat
 from shared.probes import probe_services
@@ -65,14 +66,8 @@ def load_memory(path: Path, logger: log.EventLogger) -> dict[str, r.Memory]:
 
 
 def save_memory(path: Path, memory: dict[str, r.Memory]) -> None:
-    """Write the memory atomically: a temp file, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("wb") as f:
-        f.write(msgspec.json.encode(memory))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write the memory atomically and durably (shared/durable.py)."""
+    save_atomically(path, msgspec.json.encode(memory))
 
 
 def observation(info: ProcessInfo, beat: Heartbeat | None, now_ns: int) -> r.Observation:

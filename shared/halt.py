@@ -12,11 +12,11 @@ the silence ends.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import msgspec
 
+from shared.durable import save_atomically
 from shared.schemas import guard as g
 
 OPERATOR_REASONS = (
@@ -52,19 +52,8 @@ def load_halt(path: Path) -> g.HaltState:
 
 
 def save_halt(path: Path, state: g.HaltState) -> None:
-    """Write the flag atomically (temp file, fsync, rename, fsync of the directory)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("wb") as f:
-        f.write(g.encode_json(state))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Write the flag atomically and durably (shared/durable.py)."""
+    save_atomically(path, g.encode_json(state))
 
 
 def halted(reason: str, now_ms: int) -> g.HaltState:
