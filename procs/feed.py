@@ -58,7 +58,7 @@ from shared.exchange.streams import BAD_FRAME_HEAD_BYTES, StreamPool
 from shared.exchange.userstream import UserDataStream
 from shared.feedio import backfill_klines, flush_cache, poll_rest, publish_heartbeats
 from shared.heartbeat import HeartbeatWriter, run_heartbeat
-from shared.process import process_main
+from shared.process import cancel_tasks, process_main, wait_tasks
 from shared.schemas import binance as b
 from shared.schemas import bus
 from shared.shm import KlineWriter
@@ -265,13 +265,9 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, _stop: asyn
                     )  # fmt: skip
                     async with feed.user:
                         tasks.append(spawn(consume(feed.user.get, feed.on_user, feed)))
-                        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                        for task in done:
-                            task.result()  # a task only ends by raising
+                        await wait_tasks(tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_tasks(tasks)
             heartbeat.close()
             writer.close()
 

@@ -37,7 +37,7 @@ from shared.exchange.userstream import UserDataStream
 from shared.guardstate import Guard
 from shared.hbmirror import mirror_heartbeat
 from shared.heartbeat import HeartbeatReader, HeartbeatWriter, run_heartbeat
-from shared.process import process_main
+from shared.process import cancel_tasks, process_main, wait_tasks
 from shared.schemas import binance as b
 from shared.schemas import bus
 from shared.segment import SegmentMissingError, ShmError
@@ -307,19 +307,13 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, stop: async
                     spawn(log_stats(guard, sources, logger)),
                     spawn(mirror_heartbeat(cache, PROCESS, cfg.guard.heartbeat_interval_s)),
                 ]
-                stopped = spawn(stop.wait())
-                done, _ = await asyncio.wait([*tasks, stopped], return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    if task is not stopped:
-                        task.result()  # a task only ends by raising
+                await wait_tasks(tasks, stop)
                 logger.info("guard_stopping", note="protective stops stay at the exchange")
                 with contextlib.suppress(TimeoutError):  # let the call in flight finish
                     async with asyncio.timeout(cfg.guard.call_timeout_s):
                         await guard.lock.acquire()
     finally:
-        for task in [*tasks, beating]:
-            task.cancel()
-        await asyncio.gather(*tasks, beating, return_exceptions=True)
+        await cancel_tasks([*tasks, beating])
         await cache.close()
         heartbeat.close()
 

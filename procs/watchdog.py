@@ -39,7 +39,7 @@ from shared.durable import save_atomically
 from shared.hbmirror import mirror_heartbeat
 from shared.heartbeat import Heartbeat, HeartbeatReader, HeartbeatWriter, run_heartbeat
 from shared.probes import probe_services
-from shared.process import process_main
+from shared.process import cancel_tasks, process_main, wait_tasks
 from shared.segment import SegmentMissingError, ShmError
 from shared.supervisor import (
     ProcessInfo,
@@ -291,13 +291,9 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, _stop: asyn
             spawn(mirror_heartbeat(cache, PROCESS, wd.heartbeat_interval_s)),
         ]  # fmt: skip
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()  # a task only ends by raising
+            await wait_tasks(tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_tasks(tasks)
             writer.close()
             if watchdog.reader is not None:
                 watchdog.reader.close()

@@ -4,7 +4,8 @@
     def main(argv=None) -> int:
         return process_main("feed", "The market feed.", serve, argv)
 
-`serve(cfg, instance, logger, stop)` runs the process; `stop` is set on SIGTERM/SIGINT. With
+`wait_tasks` and `cancel_tasks` run a process's concurrent tasks. `serve(cfg, instance, logger,
+stop)` runs the process; `stop` is set on SIGTERM/SIGINT. With
 `is_graceful=False` the serve task is cancelled at once on a signal; with `is_graceful=True` (the
 guard: the exchange call in flight must finish) serve itself watches `stop` and returns.
 Exit codes: 0 after a clean stop, 2 configuration error, 1 anything else (e.g. another instance
@@ -18,7 +19,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,37 @@ async def run_until_signalled(cfg: Config, process: str, serve: Serve, logger: l
             served.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await served
+
+
+async def wait_tasks(
+    tasks: Sequence[asyncio.Task[None]], stop: asyncio.Event | None = None
+) -> None:
+    """Wait until `stop` is set (never, without one) or a task fails; raise that task's error.
+
+    A task that returns has finished its part (e.g. an optional source that is not there) and is
+    no longer waited for; the others go on.
+    """
+    stopped = asyncio.ensure_future(stop.wait()) if stop is not None else None
+    pending: set[asyncio.Future[Any]] = set(tasks)
+    if stopped is not None:
+        pending.add(stopped)
+    try:
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if stopped is not None and stopped in done:
+                return
+            for task in done:
+                task.result()  # raises the task's error
+    finally:
+        if stopped is not None:
+            stopped.cancel()
+
+
+async def cancel_tasks(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Cancel the tasks and wait until every one has ended (their errors are dropped)."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def process_main(process: str, description: str, serve: Serve, argv: list[str] | None = None,

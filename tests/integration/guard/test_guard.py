@@ -231,3 +231,12 @@ def test_guard_heartbeat_is_mirrored_in_redis_with_a_ttl_of_three_beats(
     beat = bus.decode("heartbeat.guard", payload)
     assert isinstance(beat, bus.BusHeartbeat) and beat.pid == guard.process.pid
     assert 0 < ttl_ms <= 3 * 200  # GUARD_FAST heartbeat_interval_s = 0.2
+
+
+def test_guard_runs_on_when_the_feed_bus_cannot_be_subscribed(px, start_guard):
+    open_position(px, "BUY", "0.02")
+    guard = start_guard(guard={"bus_endpoint": "nonsense://no-such-transport"})
+    wait_for_log(guard, "bus_unavailable", timeout_s=15.0)
+    eventually(lambda: len(our_stops(px)) == 1, 15.0)
+    eventually(lambda: guard.log_events("rest_mode_entered"), 10.0)  # marks over REST instead
+    assert guard.is_running(), guard.log_text()
