@@ -40,10 +40,6 @@ from shared.schemas import guard as g
 STOP_MOVE_INTERVAL_S = 1.0  # a trailing stop is moved at the exchange at most this often
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def closing_side(quantity: Decimal) -> str:
     """Return the side that reduces a signed position."""
     return "SELL" if quantity > 0 else "BUY"
@@ -109,10 +105,6 @@ class Guard(Safety):
         self.mark_fresh_mono_ms = time.monotonic_ns() // 1_000_000
         self.progress["mark"] = time.monotonic_ns()
         return True
-
-    def exchange_now_ms(self) -> int:
-        """The exchange's clock as the marks show it (the paper exchange may run faster)."""
-        return max((t for _p, t in self.marks.values()), default=_now_ms())
 
     async def on_mark(self, symbol: str, price: Decimal, event_ms: int) -> None:
         """Evaluate the position of `symbol` against a new mark; act on a decision."""
