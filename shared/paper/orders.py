@@ -159,9 +159,9 @@ def _trailing_fields(algo: AlgoOrder, spec: SymbolSpec) -> dict[str, Any]:
     return {"activatePrice": activate, "callbackRate": rate}
 
 
-def algo_reply(algo: AlgoOrder, spec: SymbolSpec) -> dict[str, Any]:
-    """Return the POST /fapi/v1/algoOrder reply (§5.10, real ccxt capture of Nov 2025)."""
-    reply: dict[str, Any] = {
+def _algo_head(algo: AlgoOrder, spec: SymbolSpec) -> dict[str, Any]:
+    """The fields both algo replies open with, in Binance's order."""
+    return {
         "algoId": algo.algo_id,
         "clientAlgoId": algo.client_algo_id,
         "algoType": "CONDITIONAL",
@@ -172,15 +172,29 @@ def algo_reply(algo: AlgoOrder, spec: SymbolSpec) -> dict[str, Any]:
         "timeInForce": algo.time_in_force,
         "quantity": fmt_qty(spec, algo.quantity),
         "algoStatus": algo.status,
-        "triggerPrice": fmt_price(spec, algo.trigger_price),
-        "price": fmt_price(spec, algo.price),
-        "icebergQuantity": None,
+    }
+
+
+def _algo_flags(algo: AlgoOrder) -> dict[str, Any]:
+    """The fields both algo replies carry after the prices, in Binance's order."""
+    return {
         "selfTradePreventionMode": algo.stp_mode,
         "workingType": algo.working_type,
         "priceMatch": "NONE",
         "closePosition": algo.close_position,
         "priceProtect": algo.price_protect,
         "reduceOnly": algo.reduce_only,
+    }
+
+
+def algo_reply(algo: AlgoOrder, spec: SymbolSpec) -> dict[str, Any]:
+    """Return the POST /fapi/v1/algoOrder reply (§5.10, real ccxt capture of Nov 2025)."""
+    reply = {
+        **_algo_head(algo, spec),
+        "triggerPrice": fmt_price(spec, algo.trigger_price),
+        "price": fmt_price(spec, algo.price),
+        "icebergQuantity": None,
+        **_algo_flags(algo),
     }
     return _with_trailing_and_times(reply, algo, spec)
 
@@ -192,17 +206,8 @@ def algo_query_reply(algo: AlgoOrder, spec: SymbolSpec, child: Order | None) -> 
     child's average fill price.
     """
     zero_price = fmt_price(spec, ZERO)
-    reply: dict[str, Any] = {
-        "algoId": algo.algo_id,
-        "clientAlgoId": algo.client_algo_id,
-        "algoType": "CONDITIONAL",
-        "orderType": algo.order_type,
-        "symbol": algo.symbol,
-        "side": algo.side,
-        "positionSide": "BOTH",
-        "timeInForce": algo.time_in_force,
-        "quantity": fmt_qty(spec, algo.quantity),
-        "algoStatus": algo.status,
+    reply = {
+        **_algo_head(algo, spec),
         "actualOrderId": str(algo.actual_order_id) if algo.actual_order_id else "",
         "actualPrice": fmt_price(spec, child.avg_price) if child is not None else zero_price,
         "triggerPrice": fmt_price(spec, algo.trigger_price),
@@ -213,12 +218,7 @@ def algo_query_reply(algo: AlgoOrder, spec: SymbolSpec, child: Order | None) -> 
         "slTriggerPrice": zero_price,
         "slPrice": zero_price,
         "tpOrderType": "",
-        "selfTradePreventionMode": algo.stp_mode,
-        "workingType": algo.working_type,
-        "priceMatch": "NONE",
-        "closePosition": algo.close_position,
-        "priceProtect": algo.price_protect,
-        "reduceOnly": algo.reduce_only,
+        **_algo_flags(algo),
     }
     return _with_trailing_and_times(reply, algo, spec)
 
