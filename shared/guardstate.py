@@ -248,7 +248,8 @@ class Guard(Safety):
                 )
 
     async def _reconcile(self, symbol: str | None, margins: dict[str, Decimal]) -> list[str]:
-        truth = await protect.fetch_truth(self.client, symbol)
+        # Stops are algo orders; regular orders matter only to a flatten (which fetches them).
+        truth = await protect.fetch_truth(self.client, symbol, with_orders=False)
         scope = [symbol] if symbol else sorted(set(truth.positions) | set(self.holdings))
         plans = (
             await self._load_plans() if any(s not in self.plans for s in truth.positions) else {}

@@ -48,12 +48,15 @@ class Truth:
         return {s: p.amount for s, p in self.positions.items()}
 
 
-async def fetch_truth(client: ExchangeClient, symbol: str | None = None) -> Truth:
-    """Fetch positions, open algo orders and open orders (one symbol, or all). Raises
-    ExchangeError; the three calls are not atomic, so callers re-check before acting twice."""
+async def fetch_truth(
+    client: ExchangeClient, symbol: str | None = None, with_orders: bool = True
+) -> Truth:
+    """Fetch positions, open algo orders and (`with_orders`) open regular orders, of one symbol
+    or all. Raises ExchangeError; the calls are not atomic, so callers re-check before acting
+    twice. Regular orders weigh 40 without a symbol: skip them where they are not used."""
     positions = await client.position_risk(symbol)
     algo = await client.open_algo_orders(symbol)
-    orders = await client.open_orders(symbol)
+    orders = await client.open_orders(symbol) if with_orders else []
     return Truth({p.symbol: p for p in positions if p.amount != 0}, tuple(algo), tuple(orders))
 
 
