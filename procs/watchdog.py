@@ -46,7 +46,7 @@ from shared.supervisor import (
     SupervisorClient,
     SupervisorRefusedError,
     SupervisorUnavailableError,
-    supervisor_credentials,
+    stack_supervisor,
 )
 
 PROCESS = "watchdog"
@@ -270,9 +270,7 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, _stop: asyn
     """Run the watchdog until cancelled."""
     wd = cfg.watchdog
     run_dir = Path(cfg.run.dir)
-    user, password = supervisor_credentials(run_dir, os.environ)
-    client = SupervisorClient(run_dir / "supervisor" / "supervisor.sock", user, password,
-                              wd.rpc_timeout_s)  # fmt: skip
+    client = stack_supervisor(run_dir, os.environ, wd.rpc_timeout_s)
     url = redis_url(cfg.redis.url, cfg.redis.private_port)
     alerts: asyncio.Queue[QueuedAlert] = asyncio.Queue(ALERT_QUEUE)
     async with Cache(url, instance, cfg.redis.socket_timeout_s) as cache:

@@ -161,6 +161,7 @@ class Subscriber:
         self._log = log.get(process)
         self._bad_throttle = log.Throttle(BAD_MESSAGE_LOG_INTERVAL_S)
         self._socket = zmq.asyncio.Context.instance().socket(zmq.SUB)
+        self._sync: zmq.Socket[bytes] | None = None  # a shadow for drain(); shares the socket
         _set_common_options(self._socket, hwm)
         try:
             for prefix in prefixes:
@@ -194,6 +195,26 @@ class Subscriber:
                 return received
             if time.monotonic() >= deadline:
                 return None
+
+    def drain(self, max_messages: int) -> list[Received]:
+        """Return the messages already queued (at most max_messages) without waiting.
+
+        A batch consumer calls it after `receive` returned one: a sync shadow of the socket reads
+        with NOBLOCK, so a burst (a minute's closes of every symbol) costs one event-loop wake-up,
+        not one per message. Malformed and stale messages are handled as in `receive`.
+        """
+        if self._sync is None:
+            self._sync = zmq.Socket.shadow(self._socket.underlying)
+        out: list[Received] = []
+        for _ in range(max_messages):
+            try:
+                frames = self._sync.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            received = self._accept(frames)
+            if received is not None:
+                out.append(received)
+        return out
 
     def _accept(self, frames: list[bytes]) -> Received | None:
         if len(frames) != 2:

@@ -78,6 +78,16 @@ class Keys:
         """Hash {symbol: msgpack bus.ExitPlan}: the trader's stop/take-profit intent per entry."""
         return f"{self.prefix}:guard:plans"
 
+    def exit_reasons(self) -> str:
+        """Hash {symbol: "<signal_id> <reason>"}: the guard's last exit rule per position, read
+        by the trader when it records the closed trade."""
+        return f"{self.prefix}:guard:exit_reasons"
+
+    def db_outbox(self) -> str:
+        """Stream of records (msgpack records.Record under field `r`) waiting for PostgreSQL;
+        never trimmed: an entry is deleted only after its upsert committed (shared/outbox.py)."""
+        return f"{self.prefix}:db:outbox"
+
 
 def redis_url(url: str, private_port: int) -> str:
     """Return `url`, or the stack's private instance on 127.0.0.1:`private_port` when empty."""
@@ -270,6 +280,35 @@ class Cache:
             "read_alerts", self._redis.xrevrange(self.keys.alerts(), count=count)
         )
         return [bytes(fields[b"a"]) for _id, fields in reversed(rows)]
+
+    async def read_alerts_after(self, entry_id: str, count: int) -> list[tuple[str, bytes]]:
+        """Return up to `count` alerts (entry id, payload) after `entry_id` ("0-0": from the
+        oldest), oldest first. Raises CacheUnavailableError."""
+        rows: Any = await self._call(
+            "read_alerts_after",
+            self._redis.xrange(self.keys.alerts(), min=f"({entry_id}", count=count),
+        )
+        return [(i.decode() if isinstance(i, bytes) else str(i), bytes(f[b"a"])) for i, f in rows]
+
+    async def append_stream(self, key: str, payload: bytes) -> str:
+        """XADD `payload` under field `r` (never trimmed); return the entry id."""
+        entry_id: Any = await self._call("XADD", self._redis.xadd(key, {"r": payload}))
+        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+    async def read_stream(self, key: str, count: int) -> list[tuple[str, bytes]]:
+        """Return the oldest `count` entries as (entry id, payload of field `r`), oldest first."""
+        rows: Any = await self._call("XRANGE", self._redis.xrange(key, count=count))
+        return [(entry_id.decode(), bytes(fields.get(b"r", b""))) for entry_id, fields in rows]
+
+    async def delete_stream_entries(self, key: str, entry_ids: list[str]) -> int:
+        """XDEL entries by id; return how many existed."""
+        if not entry_ids:
+            return 0
+        return int(await self._call("XDEL", self._redis.xdel(key, *entry_ids)))
+
+    async def stream_length(self, key: str) -> int:
+        """XLEN a stream (0 when absent)."""
+        return int(await self._call("XLEN", self._redis.xlen(key)))
 
     async def set_value(self, key: str, payload: bytes) -> None:
         """SET a key (no TTL). Raises CacheUnavailableError."""

@@ -225,3 +225,10 @@ def supervisor_credentials(run_dir: Path, env: Mapping[str, str]) -> tuple[str, 
             f"{path} does not name both"
         )
     return user, password
+
+
+def stack_supervisor(run_dir: Path, env: Mapping[str, str], timeout_s: float) -> SupervisorClient:
+    """Return a client of the stack's supervisord ($run_dir/supervisor/supervisor.sock, the
+    credentials of supervisor_credentials). Raises ConfigError when they are unknown."""
+    user, password = supervisor_credentials(run_dir, env)
+    return SupervisorClient(run_dir / "supervisor" / "supervisor.sock", user, password, timeout_s)

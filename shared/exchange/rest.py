@@ -14,6 +14,7 @@ id (`shared.core.ids`) to learn whether the order exists before placing it again
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from decimal import Decimal
 from types import TracebackType
@@ -26,6 +27,7 @@ from shared import log
 from shared.cache import Cache
 from shared.config import ExchangeConfig
 from shared.exchange.errors import (
+    ExchangeError,
     ExecutionUnknownError,
     ProtocolError,
     RejectedError,
@@ -62,6 +64,7 @@ OPEN_ALGO_ORDERS = _ep("GET", "/fapi/v1/openAlgoOrders")
 ALGO_OPEN_ORDERS_CANCEL = _ep("DELETE", "/fapi/v1/algoOpenOrders")
 LEVERAGE = _ep("POST", "/fapi/v1/leverage")  # sets a value: repeating it is harmless
 MARGIN_TYPE = _ep("POST", "/fapi/v1/marginType")
+LEVERAGE_BRACKET = _ep("GET", "/fapi/v1/leverageBracket")
 USER_TRADES = _ep("GET", "/fapi/v1/userTrades")
 INCOME = _ep("GET", "/fapi/v1/income")
 COUNTDOWN = _ep("POST", "/fapi/v1/countdownCancelAll")  # replaces the timer: idempotent
@@ -218,6 +221,10 @@ class ExchangeClient:
         params: Params = [("symbol", symbol), ("leverage", str(leverage))]
         return await self._get(LEVERAGE, params, b.decode_leverage)
 
+    async def leverage_brackets(self, symbol: str) -> b.SymbolBrackets:
+        """Return the symbol's leverage tiers (`GET /fapi/v1/leverageBracket`, weight 1)."""
+        return await self._get(LEVERAGE_BRACKET, [("symbol", symbol)], b.decode_symbol_brackets)
+
     async def set_margin_type(self, symbol: str, margin_type: str) -> bool:
         """Set ISOLATED or CROSSED; return False when it already was (-4046 is success)."""
         params: Params = [("symbol", symbol), ("marginType", margin_type)]
@@ -355,3 +362,24 @@ class ExchangeClient:
     async def listen_key_close(self, listen_key: str) -> None:
         """Invalidate the listenKey; its stream stops."""
         await self._get(LISTEN_KEY_CLOSE, [("listenKey", listen_key)], lambda _body: None)
+
+
+async def load_specs(
+    client: ExchangeClient,
+    logger: log.EventLogger,
+    retry_s: float = 2.0,
+    on_wait: Callable[[], object] | None = None,
+) -> dict[str, b.SymbolSpec]:
+    """Fetch the exchange filters, retrying every `retry_s` until the exchange answers.
+
+    `on_wait` runs after each failed attempt (a process marks progress there: an exchange outage
+    is degraded mode, not a hang, DESIGN-RULES 5). Cancellation ends the wait.
+    """
+    while True:
+        try:
+            return {s.symbol: s for s in (await client.exchange_info()).symbols}
+        except ExchangeError as e:
+            if on_wait is not None:
+                on_wait()
+            logger.warning("exchange_info_failed", error=str(e)[:300], retry_in_s=retry_s)
+            await asyncio.sleep(retry_s)

@@ -309,3 +309,28 @@ def test_subscriber_far_behind_its_high_water_mark_survives_and_reports_the_loss
     fields = dict(part.split("=") for part in out.split())
     assert 0 < int(fields["received"]) < 40_000
     assert int(fields["gaps"]) >= 1 and int(fields["missed"]) > 0
+
+
+def test_drain_takes_a_queued_burst_in_order_then_receive_still_wakes(instance: str) -> None:
+    async def test() -> None:
+        endpoint = bus_endpoint(instance, "feed")
+        with Publisher(endpoint, "feed") as pub, Subscriber([endpoint], ["mark."]) as sub:
+            await until_connected(lambda: pub.publish("mark.BTCUSDT", mark(1.0)), sub,
+                                  "mark.BTCUSDT")  # fmt: skip
+            assert sub.drain(10) == []  # nothing queued: returns at once
+            for i in range(200):
+                pub.publish(mark_topic(f"S{i:03d}USDT"), mark(float(i), f"S{i:03d}USDT"))
+            first = await sub.receive(1.0)
+            assert first is not None
+            rest: list[Received] = []
+            while len(rest) < 199:  # the burst may still be crossing the socket
+                rest += sub.drain(150)
+                await asyncio.sleep(0.001)
+            prices = [first.payload.price] + [r.payload.price for r in rest]  # type: ignore[union-attr]
+            assert prices == [float(i) for i in range(200)]
+            # After a drain, the asyncio side still sees new messages.
+            pub.publish(mark_topic("BTCUSDT"), mark(7.0))
+            after = await sub.receive(1.0)
+            assert after is not None and after.payload.price == 7.0  # type: ignore[union-attr]
+
+    run(test)

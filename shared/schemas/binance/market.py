@@ -29,6 +29,20 @@ class _LeverageWire(Wire, frozen=True):
     maxNotionalValue: Decimal  # maximum position notional at this leverage, USDT
 
 
+class _BracketWire(Wire, frozen=True):
+    bracket: int  # tier number, 1 = smallest notionals
+    initialLeverage: int  # highest leverage allowed in this tier
+    notionalCap: Decimal  # tier's upper notional bound, USDT
+    notionalFloor: Decimal  # tier's lower notional bound, USDT
+    maintMarginRatio: Decimal  # maintenance margin rate in this tier
+    cum: Decimal  # maintenance amount deduction, USDT
+
+
+class _SymbolBracketsWire(Wire, frozen=True):
+    symbol: str
+    brackets: list[_BracketWire]
+
+
 class _CountdownWire(Wire, frozen=True):
     symbol: str
     countdownTime: str  # countdown in ms, a string on the wire (§5.16)
@@ -38,6 +52,19 @@ class Leverage(Readable, frozen=True, kw_only=True):
     symbol: str
     leverage: int
     max_notional_usdt: Decimal
+
+
+class LeverageBracket(Readable, frozen=True, kw_only=True):
+    bracket: int
+    max_leverage: int  # initialLeverage
+    notional_floor_usdt: Decimal
+    notional_cap_usdt: Decimal
+    maint_margin_rate: Decimal
+
+
+class SymbolBrackets(Readable, frozen=True, kw_only=True):
+    symbol: str
+    brackets: tuple[LeverageBracket, ...]  # in tier order
 
 
 class Countdown(Readable, frozen=True, kw_only=True):
@@ -52,6 +79,24 @@ decode_leverage = Codec(
     _LeverageWire,
     lambda w: Leverage(symbol=w.symbol, leverage=w.leverage, max_notional_usdt=w.maxNotionalValue),
 )
+
+
+def _brackets(w: _SymbolBracketsWire) -> SymbolBrackets:
+    rows = tuple(
+        LeverageBracket(
+            bracket=r.bracket,
+            max_leverage=r.initialLeverage,
+            notional_floor_usdt=r.notionalFloor,
+            notional_cap_usdt=r.notionalCap,
+            maint_margin_rate=r.maintMarginRatio,
+        )
+        for r in sorted(w.brackets, key=lambda r: r.bracket)
+    )
+    return SymbolBrackets(symbol=w.symbol, brackets=rows)
+
+
+# GET /fapi/v1/leverageBracket?symbol=S answers one object (a list without `symbol`, §5.15).
+decode_symbol_brackets = Codec(_SymbolBracketsWire, _brackets)
 decode_countdown = Codec(
     _CountdownWire, lambda w: Countdown(symbol=w.symbol, countdown_ms=int(w.countdownTime))
 )

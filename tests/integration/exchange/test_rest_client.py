@@ -93,6 +93,9 @@ def test_entry_fills_then_close_position_stop_protects_it_then_flatten(
 
     async def scenario(c: ExchangeClient) -> None:
         assert (await c.set_leverage(BTC, 5)).leverage == 5
+        tiers = (await c.leverage_brackets(BTC)).brackets
+        assert (tiers[0].max_leverage, tiers[0].notional_cap_usdt) == (125, Decimal(50000))
+        assert tiers[1].maint_margin_rate == Decimal("0.005")
         assert await c.set_margin_type(BTC, "CROSSED") is False  # already cross: -4046 is fine
         filled = await c.new_order(BTC, "BUY", "MARKET", Decimal("0.003"), entry)
         assert (filled.status, filled.executed_qty) == ("FILLED", Decimal("0.003"))
