@@ -32,7 +32,7 @@ from shared.cache import Cache, redis_url
 from shared.config import Config
 from shared.core.silence import Liveness, silence_decision
 from shared.exchange.errors import ExchangeError
-from shared.exchange.rest import ExchangeClient
+from shared.exchange.rest import ExchangeClient, load_specs
 from shared.exchange.userstream import UserDataStream
 from shared.guardstate import Guard
 from shared.hbmirror import mirror_heartbeat
@@ -52,20 +52,6 @@ WATCHDOG_SILENT_INTERVALS = 10  # watchdog heartbeats missed before the guard al
 
 def _mono_ms() -> int:
     return time.monotonic_ns() // 1_000_000
-
-
-async def load_specs(client: ExchangeClient, logger: log.EventLogger,
-                     progress: dict[str, int]) -> dict[str, b.SymbolSpec]:  # fmt: skip
-    """Fetch the exchange filters, retrying every 2 s until the exchange answers. Each answer,
-    an error too, is progress: an exchange outage is degraded mode, not a hang (rule 5)."""
-    while True:
-        try:
-            info = await client.exchange_info()
-            return {s.symbol: s for s in info.symbols}
-        except ExchangeError as e:
-            progress["reconcile"] = time.monotonic_ns()
-            logger.warning("exchange_info_failed", error=str(e)[:300], retry_in_s=2)
-            await asyncio.sleep(2)
 
 
 class Sources:
@@ -189,6 +175,23 @@ class Sources:
                     await self.guard.on_mark(m.symbol, m.mark_price, m.time_ms)
 
 
+RECONCILE_WEIGHT = 50  # positionRisk 5 + openAlgoOrders (all symbols) 40 + account 5
+
+
+def warn_weight_budget(cfg: Config, logger: log.EventLogger) -> None:
+    """Log a WARNING when periodic full reconciles alone would spend more request weight per
+    minute than the guard's reserved share (the guard may still use the shared pool)."""
+    per_min = RECONCILE_WEIGHT * 60 / cfg.guard.reconcile_interval_s
+    reserved = cfg.exchange.weight_limit_1m * cfg.exchange.guard_reserved_share
+    if per_min > reserved:
+        logger.warning(
+            "guard_weight_budget_exceeded",
+            reconcile_weight_per_min=round(per_min),
+            reserved_per_min=round(reserved),
+            note="raise guard.reconcile_interval_s or exchange.guard_reserved_share",
+        )
+
+
 async def reconcile_loop(guard: Guard, cfg: Config, logger: log.EventLogger) -> None:
     """Full reconciliation and the kill switch's equity check, every reconcile interval (faster
     in REST mode, when no user-data event may be trusted to arrive)."""
@@ -273,10 +276,13 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, stop: async
     tasks: list[asyncio.Task[None]] = []
     try:
         async with ExchangeClient(cfg.exchange, cache, is_guard=True, logger=logger) as client:
-            specs = await load_specs(client, logger, guard_progress)
+            specs = await load_specs(
+                client, logger, on_wait=lambda: guard_progress.update(reconcile=time.monotonic_ns())
+            )  # an outage is degraded mode, not a hang
             guard = Guard(cfg, client, specs, Path(cfg.run.dir), logger, alerter)
             guard.cache, guard.progress = cache, guard_progress
             await guard.mirror_halt()
+            warn_weight_budget(cfg, logger)
             await guard.reconcile()  # before anything else (rule 18)
             logger.info(
                 "guard_started",

@@ -15,7 +15,7 @@ WATCHABLE_PROGRAMS = ("feed", "guard", "trader", "reporter")
 class GuardConfig:
     heartbeat_interval_s: float = 1.0  # shm heartbeat period (and the Redis mirror)
     check_interval_s: float = 0.25  # exit rules evaluated against the latest marks this often
-    reconcile_interval_s: float = 5.0  # positions and protective stops checked against REST
+    reconcile_interval_s: float = 10.0  # full REST check (weight 50); events reconcile at once
     feed_silent_after_s: float = 5.0  # feed heartbeat/marks older than this: REST mode (T1)
     trader_silent_after_s: float = 10.0  # trader heartbeat older than this: halt entries (T2)
     rest_poll_interval_s: float = 1.0  # REST mode: mark prices and positions polled this often
@@ -58,7 +58,7 @@ class DmsConfig:
 
 @dataclass(frozen=True)
 class WatchdogConfig:
-    programs: tuple[str, ...] = ("feed", "guard")  # supervisord programs it watches
+    programs: tuple[str, ...] = ("feed", "guard", "trader", "reporter")  # programs it watches
     check_interval_s: float = 1.0  # heartbeat table read and decisions this often
     stale_after_s: float = 3.0  # heartbeat older than this: hung (3 x the 1 s interval)
     progress_stale_after_s: float = 180.0  # main progress older than this: stuck (0 = off)

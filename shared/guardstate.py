@@ -14,6 +14,7 @@ never interleave, and a SIGTERM waits for the one in flight (rule 3).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from decimal import Decimal
@@ -174,6 +175,10 @@ class Guard(Safety):
                 self.exits_sent[symbol] = attempt + 1
             self.stats["exits"] += 1
             self.progress["order"] = time.monotonic_ns()
+            if decision.is_full and self.cache is not None:  # for the trader's trade record
+                note = f"{self.signals[symbol]} {decision.reason}".encode()
+                with contextlib.suppress(CacheUnavailableError):
+                    await self.cache.set_field(self.cache.keys.exit_reasons(), symbol, note)
             if order is not None and not decision.is_full:
                 self.tracks[symbol] = ex.apply_exit(self.tracks[symbol], decision)
             self.log.info(
