@@ -11,11 +11,12 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.stack import database_user, find_server_binary
@@ -57,6 +58,7 @@ class RedisServer:
     port: int
     dir: Path
     process: subprocess.Popen[bytes]
+    command: list[str] = field(default_factory=list)  # how it was started, for restart()
 
     @property
     def url(self) -> str:
@@ -70,6 +72,15 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def restart(self) -> None:
+        """Start the stopped server again on the same port and directory (its AOF reloads)."""
+        assert self.process.poll() is not None, "redis-server is still running"
+        self.process = subprocess.Popen(
+            self.command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+        proc = self.process
+        eventually(lambda: proc.poll() is None and _port_open(self.port), 15)
 
 
 @contextlib.contextmanager
@@ -85,7 +96,7 @@ def redis_server(base_dir: Path) -> Iterator[RedisServer]:
         "--daemonize", "no", "--logfile", str(data / "redis.log"),
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    server = RedisServer(port, data, proc)
+    server = RedisServer(port, data, proc, cmd)
     try:
         eventually(lambda: proc.poll() is None and _port_open(port), 15)
         yield server
@@ -100,6 +111,8 @@ class PostgresServer:
     process: subprocess.Popen[bytes]
     user: str
     database: str = "slt_test"
+    command: list[str] = field(default_factory=list)  # how it was started, for restart()
+    log_path: Path | None = None
 
     @property
     def dsn(self) -> str:
@@ -113,6 +126,28 @@ class PostgresServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def stop_fast(self) -> None:
+        """Stop now: SIGINT (fast shutdown) straight to the postmaster, which ends open sessions
+        (SIGTERM through runuser would wait for them); wait until the process is gone."""
+        if self.process.poll() is not None:
+            return
+        pid_file = self.dir / "db" / "postmaster.pid"
+        os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def restart(self) -> None:
+        """Start the stopped server again on the same data directory and port."""
+        assert self.process.poll() is not None, "postgres is still running"
+        assert self.log_path is not None
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
+        proc = self.process
+        eventually(lambda: proc.poll() is None and _port_open(self.port), 30)
 
 
 def _as_user(user: str | None) -> list[str]:
@@ -145,7 +180,7 @@ def postgres_server(base_dir: Path) -> Iterator[PostgresServer]:
     ]  # fmt: skip
     log = (data / "postgres.log").open("wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    server = PostgresServer(port, data, proc, db_user)
+    server = PostgresServer(port, data, proc, db_user, command=cmd, log_path=data / "postgres.log")
     try:
         eventually(lambda: proc.poll() is None and _port_open(port), 30)
         createdb = [

@@ -1,0 +1,92 @@
+"""Versioned migrations against a real PostgreSQL: applied once, idempotent, changes refused."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from shared.db import Database
+from shared.migrations import MigrationError, load_migrations
+
+MIGRATIONS = Path(__file__).resolve().parents[3] / "shared" / "migrations"
+
+
+def run(coro: object) -> None:
+    asyncio.run(coro, debug=True)  # type: ignore[arg-type]
+
+
+def test_migrations_apply_once_and_a_second_start_applies_nothing(database_dsn: str) -> None:
+    async def test() -> None:
+        versions = [m.version for m in load_migrations()]
+        async with await Database.connect(database_dsn, 5.0) as db:
+            assert await db.apply_migrations() == versions
+        async with await Database.connect(database_dsn, 5.0) as db:
+            assert await db.apply_migrations() == []
+        conn = await asyncpg.connect(database_dsn, timeout=5)
+        try:
+            rows = await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
+            indexes = {r[0] for r in await conn.fetch("SELECT indexname FROM pg_indexes")}
+        finally:
+            await conn.close()
+        assert [(r["version"], r["name"]) for r in rows] == [(1, "init")]
+        assert rows[0]["checksum"] == load_migrations()[0].checksum
+        assert {"trades_is_win", "trades_entry_ms", "trades_exit_ms", "trades_symbol",
+                "trades_net_pnl_usdt", "trades_stats"} <= indexes  # fmt: skip
+
+    run(test())
+
+
+def test_concurrent_starters_apply_each_migration_once(database_dsn: str) -> None:
+    async def test() -> None:
+        dbs = [await Database.connect(database_dsn, 5.0) for _ in range(3)]
+        try:
+            applied = await asyncio.gather(*(db.apply_migrations() for db in dbs))
+        finally:
+            for db in dbs:
+                await db.close()
+        assert sorted(applied) == [[], [], [1]]
+
+    run(test())
+
+
+def test_a_changed_applied_migration_is_refused(database_dsn: str, tmp_path: Path) -> None:
+    shutil.copytree(
+        MIGRATIONS, tmp_path / "m", ignore=shutil.ignore_patterns("*.py", "__pycache__")
+    )
+    directory = tmp_path / "m"
+
+    async def test() -> None:
+        async with await Database.connect(database_dsn, 5.0) as db:
+            assert await db.apply_migrations(directory) == [1]
+            first = directory / "0001_init.sql"
+            first.write_text(first.read_text() + "\n-- edited after it was applied\n")
+            with pytest.raises(
+                MigrationError, match=r"0001_init\.sql changed after it was applied"
+            ):
+                await db.apply_migrations(directory)
+
+    run(test())
+
+
+def test_a_new_migration_is_applied_after_the_old_ones(database_dsn: str, tmp_path: Path) -> None:
+    shutil.copytree(
+        MIGRATIONS, tmp_path / "m", ignore=shutil.ignore_patterns("*.py", "__pycache__")
+    )
+    directory = tmp_path / "m"
+
+    async def test() -> None:
+        async with await Database.connect(database_dsn, 5.0) as db:
+            assert await db.apply_migrations(directory) == [1]
+            (directory / "0002_note.sql").write_text("ALTER TABLE trades ADD COLUMN note text;")
+            assert await db.apply_migrations(directory) == [2]
+            (directory / "0003_broken.sql").write_text("ALTER TABLE nowhere ADD COLUMN x int;")
+            with pytest.raises(MigrationError, match=r"0003_broken\.sql failed"):
+                await db.apply_migrations(directory)
+            (directory / "0003_broken.sql").unlink()
+            assert await db.apply_migrations(directory) == []  # 0003 was rolled back whole
+
+    run(test())
