@@ -1,6 +1,8 @@
 # SelfLearningTrader in one container: supervisord runs the same process tree as on a VPS
 # (private Redis and PostgreSQL, the paper exchange, the trading processes), in paper mode.
 #   docker build -t slt . && docker run --shm-size=256m -p 127.0.0.1:8700:8700 slt
+# Status: `docker exec <container> .venv/bin/slt status` (the status page listens on the
+# container's loopback; binding it elsewhere needs SLT_STATUS_TOKEN, see README "The reporter").
 # Live mode: pass SLT_MODE=live and SLT_API_KEY/SLT_API_SECRET (or mount a secret file and name it
 # in an SLT_CONFIG file); never bake secrets into the image.
 FROM debian:bookworm-slim

@@ -1,0 +1,436 @@
+"""The daily report: figures of one UTC day's closed trades, its alerts and a ledger audit.
+
+Pure: every input is an argument (the day as "YYYY-MM-DD", the trades and alerts of that day,
+the champion model, the equity at the day's start, the income rows of the exchange).
+
+Figures are of the REAL trades whose exit_ms lies in [00:00, next 00:00) UTC, in exit order
+(exit_ms, then trade_id); virtual trades are only counted (virtual_trades, virtual_win_rate).
+A None PnL part counts as 0.
+    net            = sum(net_pnl_usdt)            (each trade's gross - fees + funding)
+    win_rate       = wins / trades                (0.0 without trades; is_win is net > 0)
+    profit_factor  = sum(net > 0) / |sum(net < 0)|  (None without a losing trade)
+    equity curve   = start equity + cumulative net after each trade (from 0 when unknown)
+    max drawdown   = largest fall from a running peak (the start included) to a later point,
+                     in USDT and in % of that peak (pct None when the start equity is unknown
+                     or the peak is not positive)
+Events count the day's alerts by kind: restarts (RESTART_KINDS), back-offs (kinds ending in
+"_backed_off"), dead-man's switch (DMS_KINDS), kill switch (kinds starting with "kill_switch_").
+
+Ledger audit (`ledger_audit`), per symbol and in total, recorded minus exchange, in USDT:
+    realized_pnl  sum(gross_pnl_usdt)   vs  sum(REALIZED_PNL)     both: profit > 0, loss < 0
+    commission    sum(fees_usdt)        vs  -sum(COMMISSION)      recorded fees are positive
+                  when paid; Binance reports a paid commission as a NEGATIVE amount
+    funding       sum(funding_usdt)     vs  sum(FUNDING_FEE)      both: received > 0, paid < 0
+Only rows in USDT count (a commission paid in BNB then shows as a difference). A total line is
+listed as a difference only when no symbol line of its field is (it would repeat them), so
+small per-symbol gaps that add up past the tolerance are still reported. A trade's funding is
+booked on its exit day while the exchange books each payment on its own day: a position held
+across 00:00 UTC shows a funding difference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from shared.schemas.binance.trading import Income
+from shared.schemas.guard import Alert
+from shared.schemas.records import ModelVersionRecord, TradeRecord
+
+DAY_MS = 86_400_000
+# The watchdog's restart alert (shared/core/restarts.py); "process_restarted" is the contract's.
+RESTART_KINDS = ("process_hung", "process_restarted")
+BACKOFF_SUFFIX = "_backed_off"
+DMS_KINDS = ("dms_silence", "dms_blind")
+KILL_SWITCH_PREFIX = "kill_switch_"
+AUDIT_FIELDS = ("realized_pnl", "commission", "funding")
+INCOME_FIELDS = {"REALIZED_PNL": "realized_pnl", "COMMISSION": "commission",
+                 "FUNDING_FEE": "funding"}  # fmt: skip
+TEXT_MAX_CHARS = 4000  # Telegram refuses messages past 4096
+TEXT_LINE_CHARS = 80  # each listed item is cut here, so the caps below bound the whole text
+TEXT_MAX_SYMBOLS = 15
+TEXT_MAX_DIFFERENCES = 8
+TEXT_MAX_KINDS = 10
+SVG_WIDTH, SVG_HEIGHT, SVG_PAD = 640, 200, 10
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolLine:
+    """One symbol's real trades of the day."""
+
+    symbol: str
+    trades: int
+    wins: int
+    net_pnl_usdt: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class AuditLine:
+    """One comparison of recorded and exchange amounts; symbol "" is the total."""
+
+    symbol: str
+    field: str  # one of AUDIT_FIELDS
+    recorded_usdt: Decimal
+    exchange_usdt: Decimal  # in the recorded sign convention (module docstring)
+    difference_usdt: Decimal  # recorded - exchange
+
+
+@dataclass(frozen=True, slots=True)
+class Audit:
+    """Every comparison made, and those past the tolerance; is_checked False: not audited."""
+
+    lines: tuple[AuditLine, ...]
+    differences: tuple[AuditLine, ...]
+    is_checked: bool
+
+
+NOT_CHECKED = Audit(lines=(), differences=(), is_checked=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DailyReport:
+    """The figures of one UTC day (module docstring)."""
+
+    day: str  # "YYYY-MM-DD"
+    start_ms: int
+    end_ms: int  # exclusive
+    trades: int
+    wins: int
+    win_rate: float  # 0..1
+    gross_pnl_usdt: Decimal
+    fees_usdt: Decimal
+    funding_usdt: Decimal
+    net_pnl_usdt: Decimal
+    profit_factor: float | None
+    max_drawdown_usdt: Decimal
+    max_drawdown_pct: float | None
+    start_equity_usdt: Decimal | None
+    equity_curve: tuple[tuple[int, Decimal], ...]  # (exit_ms, equity after that trade)
+    per_symbol: tuple[SymbolLine, ...]
+    virtual_trades: int
+    virtual_win_rate: float | None  # None without virtual trades
+    model_version: int | None
+    model_auc: float | None
+    model_log_loss: float | None
+    restarts: int
+    backoffs: int
+    dms_events: int
+    kill_switch_events: int
+    alerts_by_kind: tuple[tuple[str, int], ...]  # sorted by kind
+    audit: Audit
+
+
+def day_bounds_ms(day: str) -> tuple[int, int]:
+    """Return [00:00, next 00:00) UTC of "YYYY-MM-DD" in ms; raises ValueError for another form."""
+    try:
+        parsed = date.fromisoformat(day)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.isoformat() != day:
+        raise ValueError(f"report: day {day!r} is not a YYYY-MM-DD date")
+    start_ms = (parsed - date(1970, 1, 1)).days * DAY_MS
+    return start_ms, start_ms + DAY_MS
+
+
+def _real_closed(trades: Iterable[TradeRecord]) -> list[TradeRecord]:
+    return [t for t in trades if not t.is_virtual and t.exit_ms is not None]
+
+
+def _sum(values: Iterable[Decimal | None]) -> Decimal:
+    return sum((v for v in values if v is not None), ZERO)
+
+
+def ledger_audit(
+    trades: Sequence[TradeRecord],
+    income: Sequence[Income],
+    tolerance_usdt: Decimal = Decimal("0.01"),
+) -> Audit:
+    """Compare the closed real trades' PnL, fees and funding with the exchange's income rows.
+
+    Nothing is filtered by time: pass the day's trades and the day's income rows."""
+    recorded: dict[tuple[str, str], Decimal] = {}
+    exchange: dict[tuple[str, str], Decimal] = {}
+    for t in _real_closed(trades):
+        for field, value in zip(AUDIT_FIELDS, (t.gross_pnl_usdt, t.fees_usdt, t.funding_usdt),
+                                strict=True):  # fmt: skip
+            recorded[t.symbol, field] = recorded.get((t.symbol, field), ZERO) + (value or ZERO)
+    for row in income:
+        kind = INCOME_FIELDS.get(row.income_type)
+        if kind is None or row.asset != "USDT":
+            continue
+        # Binance: a paid commission is negative; the recorded fees are positive when paid.
+        amount = -row.amount if kind == "commission" else row.amount
+        exchange[row.symbol, kind] = exchange.get((row.symbol, kind), ZERO) + amount
+    symbols = sorted({s for s, _ in recorded} | {s for s, _ in exchange})
+    lines = [_audit_line(s, f, recorded, exchange) for s in symbols for f in AUDIT_FIELDS]
+    differences = [a for a in lines if abs(a.difference_usdt) > tolerance_usdt]
+    for field in AUDIT_FIELDS:
+        of_field = [a for a in lines if a.field == field]
+        total = AuditLine("", field, _sum(a.recorded_usdt for a in of_field),
+                          _sum(a.exchange_usdt for a in of_field),
+                          _sum(a.difference_usdt for a in of_field))  # fmt: skip
+        lines.append(total)
+        is_explained = any(a.field == field for a in differences)
+        if abs(total.difference_usdt) > tolerance_usdt and not is_explained:
+            differences.append(total)
+    return Audit(lines=tuple(lines), differences=tuple(differences), is_checked=True)
+
+
+def _audit_line(
+    symbol: str, field: str, recorded: dict[tuple[str, str], Decimal],
+    exchange: dict[tuple[str, str], Decimal],
+) -> AuditLine:  # fmt: skip
+    mine, theirs = recorded.get((symbol, field), ZERO), exchange.get((symbol, field), ZERO)
+    return AuditLine(symbol, field, mine, theirs, mine - theirs)
+
+
+def _rate(wins: int, count: int) -> float:
+    return wins / count if count else 0.0
+
+
+def _drawdown(
+    start: Decimal | None, curve: Sequence[tuple[int, Decimal]]
+) -> tuple[Decimal, float | None]:
+    peak = start if start is not None else ZERO
+    worst, worst_peak = ZERO, peak
+    for _, equity in curve:
+        peak = max(peak, equity)
+        if peak - equity > worst:
+            worst, worst_peak = peak - equity, peak
+    if start is None or worst_peak <= 0:
+        return worst, None
+    return worst, float(worst / worst_peak * 100)
+
+
+def build_daily_report(
+    day: str, trades: Sequence[TradeRecord], alerts: Sequence[Alert],
+    model: ModelVersionRecord | None, start_equity_usdt: Decimal | None, audit: Audit,
+) -> DailyReport:  # fmt: skip
+    """Return the day's report; trades and alerts outside the day are ignored."""
+    start_ms, end_ms = day_bounds_ms(day)
+    in_day = [t for t in trades if t.exit_ms is not None and start_ms <= t.exit_ms < end_ms]
+    real = sorted(_real_closed(in_day), key=lambda t: (t.exit_ms or 0, t.trade_id))
+    virtual = [t for t in in_day if t.is_virtual]
+    nets = [t.net_pnl_usdt or ZERO for t in real]
+    losses = -_sum(n for n in nets if n < 0)
+    curve: list[tuple[int, Decimal]] = []
+    equity = start_equity_usdt if start_equity_usdt is not None else ZERO
+    for t, net in zip(real, nets, strict=True):
+        equity += net
+        curve.append((t.exit_ms or 0, equity))
+    drawdown_usdt, drawdown_pct = _drawdown(start_equity_usdt, curve)
+    per_symbol = tuple(
+        SymbolLine(symbol, len(mine), sum(t.is_win is True for t in mine),
+                   _sum(t.net_pnl_usdt for t in mine))
+        for symbol in sorted({t.symbol for t in real})
+        for mine in [[t for t in real if t.symbol == symbol]]
+    )  # fmt: skip
+    kinds = [a.kind for a in alerts if start_ms <= a.ts_ms < end_ms]
+    wins = sum(t.is_win is True for t in real)
+    virtual_wins = sum(t.is_win is True for t in virtual)
+    return DailyReport(
+        day=day, start_ms=start_ms, end_ms=end_ms, trades=len(real), wins=wins,
+        win_rate=_rate(wins, len(real)),
+        gross_pnl_usdt=_sum(t.gross_pnl_usdt for t in real),
+        fees_usdt=_sum(t.fees_usdt for t in real),
+        funding_usdt=_sum(t.funding_usdt for t in real),
+        net_pnl_usdt=_sum(nets),
+        profit_factor=float(_sum(n for n in nets if n > 0) / losses) if losses else None,
+        max_drawdown_usdt=drawdown_usdt, max_drawdown_pct=drawdown_pct,
+        start_equity_usdt=start_equity_usdt, equity_curve=tuple(curve), per_symbol=per_symbol,
+        virtual_trades=len(virtual),
+        virtual_win_rate=_rate(virtual_wins, len(virtual)) if virtual else None,
+        model_version=model.version if model else None,
+        model_auc=model.auc if model else None,
+        model_log_loss=model.log_loss if model else None,
+        restarts=sum(k in RESTART_KINDS for k in kinds),
+        backoffs=sum(k.endswith(BACKOFF_SUFFIX) for k in kinds),
+        dms_events=sum(k in DMS_KINDS for k in kinds),
+        kill_switch_events=sum(k.startswith(KILL_SWITCH_PREFIX) for k in kinds),
+        alerts_by_kind=tuple(sorted(Counter(kinds).items())),
+        audit=audit,
+    )  # fmt: skip
+
+
+def _usdt(value: Decimal, signed: bool = True) -> str:
+    return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.1f}%"
+
+
+def _factor(value: float | None) -> str:
+    return "n/a (no losing trade)" if value is None else f"{value:.2f}"
+
+
+def _drawdown_text(r: DailyReport) -> str:
+    pct = "" if r.max_drawdown_pct is None else f" ({r.max_drawdown_pct:.2f}%)"
+    return f"{_usdt(r.max_drawdown_usdt, signed=False)} USDT{pct}"
+
+
+def _model_text(r: DailyReport) -> str:
+    if r.model_version is None:
+        return "none"
+    auc = "n/a" if r.model_auc is None else f"{r.model_auc:.3f}"
+    loss = "n/a" if r.model_log_loss is None else f"{r.model_log_loss:.3f}"
+    return f"v{r.model_version}, held-out AUC {auc}, log-loss {loss}"
+
+
+def _events_text(r: DailyReport) -> str:
+    return (f"restarts {r.restarts}, back-offs {r.backoffs}, dead-man's switch {r.dms_events}, "
+            f"kill switch {r.kill_switch_events}")  # fmt: skip
+
+
+def _audit_line_text(a: AuditLine) -> str:
+    return (f"{a.symbol or 'total'} {a.field}: recorded {a.recorded_usdt} exchange "
+            f"{a.exchange_usdt} difference {a.difference_usdt}")  # fmt: skip
+
+
+def _audit_status(audit: Audit) -> str:
+    if not audit.is_checked:
+        return "ledger audit: not checked"
+    if not audit.differences:
+        return "ledger audit: OK"
+    return f"ledger audit: {len(audit.differences)} difference(s)"
+
+
+def _capped(items: Sequence[str], cap: int) -> list[str]:
+    """Return the first `cap` items indented and cut to TEXT_LINE_CHARS, then "+N more"."""
+    cut = [s if len(s) <= TEXT_LINE_CHARS else s[: TEXT_LINE_CHARS - 3] + "..." for s in items]
+    more = [f"  +{len(items) - cap} more"] if len(items) > cap else []
+    return [f"  {s}" for s in cut[:cap]] + more
+
+
+def render_text(report: DailyReport) -> str:
+    """Return a plain-text summary of at most TEXT_MAX_CHARS characters (for Telegram)."""
+    r = report
+    lines = [
+        f"Daily report {r.day} (UTC)",
+        f"net PnL after fees and funding: {_usdt(r.net_pnl_usdt)} USDT",
+        f"gross {_usdt(r.gross_pnl_usdt)}, fees {_usdt(r.fees_usdt, False)}, funding "
+        f"{_usdt(r.funding_usdt)}",
+        f"trades: {r.trades}, wins {r.wins}, win rate {_percent(r.win_rate)}",
+        f"profit factor: {_factor(r.profit_factor)}",
+        f"max drawdown: {_drawdown_text(r)}",
+        f"virtual trades: {r.virtual_trades}, win rate {_percent(r.virtual_win_rate)}",
+    ]
+    if r.per_symbol:
+        lines.append("per symbol:")
+        lines += _capped([f"{s.symbol}: {s.trades} trades, {s.wins} wins, "
+                          f"{_usdt(s.net_pnl_usdt)} USDT" for s in r.per_symbol],
+                         TEXT_MAX_SYMBOLS)  # fmt: skip
+    lines.append(f"model: {_model_text(r)}")
+    lines.append(f"events: {_events_text(r)}")
+    if r.alerts_by_kind:
+        lines.append("alerts:")
+        lines += _capped([f"{k}: {n}" for k, n in r.alerts_by_kind], TEXT_MAX_KINDS)
+    lines.append(_audit_status(r.audit))
+    lines += _capped([_audit_line_text(a) for a in r.audit.differences], TEXT_MAX_DIFFERENCES)
+    # The capped lists bound the length; the cut is a last resort for absurd figures.
+    return "\n".join(lines)[:TEXT_MAX_CHARS]
+
+
+def _equity_svg(report: DailyReport) -> str:
+    """Return an inline SVG of the equity curve: the start at 00:00, then one point per trade."""
+    r = report
+    start = r.start_equity_usdt if r.start_equity_usdt is not None else ZERO
+    points = [(r.start_ms, start), *r.equity_curve]
+    low, high = min(e for _, e in points), max(e for _, e in points)
+    span_ms, span_usdt = points[-1][0] - r.start_ms, high - low
+    width, height = SVG_WIDTH - 2 * SVG_PAD, SVG_HEIGHT - 2 * SVG_PAD
+    coords = []
+    for ms, equity in points:
+        # A single point sits at the left, a flat curve (span 0) across the middle.
+        x = SVG_PAD + (width * (ms - r.start_ms) / span_ms if span_ms else 0)
+        y = SVG_PAD + (height * float((high - equity) / span_usdt) if span_usdt else height / 2)
+        coords.append(f"{x:.1f},{y:.1f}")
+    labels = (f'<text x="{SVG_PAD + 4}" y="{SVG_PAD + 12}">{html.escape(_usdt(high, False))}'
+              f'</text><text x="{SVG_PAD + 4}" y="{SVG_HEIGHT - SVG_PAD - 4}">'
+              f"{html.escape(_usdt(low, False))}</text>")  # fmt: skip
+    return (f'<svg width="{SVG_WIDTH}" height="{SVG_HEIGHT}" '
+            f'viewBox="0 0 {SVG_WIDTH} {SVG_HEIGHT}" role="img" aria-label="equity curve" '
+            f'font-size="11" fill="#555"><rect width="100%" height="100%" fill="#fafafa" '
+            f'stroke="#ccc"/>{labels}<polyline fill="none" stroke="#1f6feb" stroke-width="2" '
+            f'points="{" ".join(coords)}"/></svg>')  # fmt: skip
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                   for row in rows)  # fmt: skip
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
+         "table{border-collapse:collapse;margin:.5em 0}"
+         "td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}"
+         ".bad{color:#b00}.ok{color:#070}")  # fmt: skip
+
+
+def render_html(report: DailyReport) -> str:
+    """Return a self-contained HTML page (inline CSS and SVG, no script, no external URL)."""
+    r = report
+    figures = [
+        ("net PnL after fees and funding (USDT)", _usdt(r.net_pnl_usdt)),
+        ("gross PnL (USDT)", _usdt(r.gross_pnl_usdt)),
+        ("fees (USDT)", _usdt(r.fees_usdt, False)), ("funding (USDT)", _usdt(r.funding_usdt)),
+        ("trades", r.trades), ("wins", r.wins), ("win rate", _percent(r.win_rate)),
+        ("profit factor", _factor(r.profit_factor)), ("max drawdown", _drawdown_text(r)),
+        ("start equity (USDT)", "n/a" if r.start_equity_usdt is None else r.start_equity_usdt),
+        ("virtual trades", r.virtual_trades),
+        ("virtual win rate", _percent(r.virtual_win_rate)), ("model", _model_text(r)),
+        ("events", _events_text(r)),
+    ]  # fmt: skip
+    status = _audit_status(r.audit)
+    css = "ok" if r.audit.is_checked and not r.audit.differences else "bad"
+    # A total is marked too when the symbol lines of its field already carry the difference.
+    differing = {(d.symbol, d.field) for d in r.audit.differences}
+    differing |= {("", field) for _, field in differing}
+    audit_rows = [(a.symbol or "total", a.field, a.recorded_usdt, a.exchange_usdt,
+                   a.difference_usdt, "differs" if (a.symbol, a.field) in differing else "ok")
+                  for a in r.audit.lines or r.audit.differences]  # fmt: skip
+    parts = [
+        "<!DOCTYPE html>",
+        f'<html lang="en"><head><meta charset="utf-8"><title>Daily report '
+        f"{html.escape(r.day)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>Daily report {html.escape(r.day)} (UTC)</h1>",
+        _table(("figure", "value"), figures),
+        "<h2>Equity (USDT)</h2>", _equity_svg(r),
+        "<h2>Per symbol</h2>",
+        _table(("symbol", "trades", "wins", "net PnL (USDT)"),
+               ((s.symbol, s.trades, s.wins, _usdt(s.net_pnl_usdt)) for s in r.per_symbol)),
+        "<h2>Alerts</h2>", _table(("kind", "count"), r.alerts_by_kind),
+        f'<h2>Ledger audit</h2><p class="{css}">{html.escape(status)}</p>',
+        _table(("symbol", "field", "recorded (USDT)", "exchange (USDT)", "difference (USDT)",
+                "status"), audit_rows) if audit_rows else "",
+        "</body></html>",
+    ]  # fmt: skip
+    return "\n".join(parts)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON (and PostgreSQL jsonb) has no NaN or infinity
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def report_json(report: DailyReport) -> dict[str, Any]:
+    """Return the report as JSON-able values for the daily_reports row: Decimals as strings,
+    floats as floats (None when not finite)."""
+    result: dict[str, Any] = _jsonable(dataclasses.asdict(report))
+    return result

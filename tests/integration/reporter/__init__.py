@@ -1,0 +1,1 @@
+"""Integration tests of the reporter: notifications against local Telegram/Discord stand-ins."""
