@@ -4,6 +4,9 @@
     slt flatten    halt new entries and close every position now (asks for confirmation; --yes)
     slt rearm      clear the halt flag after a kill-switch trip, dead-man's switch or flatten
     slt halt       show the halt flag
+    slt status     show programs, positions, equity, model, halt and errors (--json)
+    slt train | evaluate | model list|promote N|rollback   the entry model (procs/cli_model.py)
+    slt report [--date YYYY-MM-DD] [--send]   make and print a daily report (procs/cli_report.py)
 
 Exit codes: 0 success, 2 configuration error, 1 any other failure.
 """
@@ -12,15 +15,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import shlex
 import sys
 import time
+from pathlib import Path
 
+import msgspec
+
+from procs import cli_model, cli_report
 from shared import halt as haltfile
 from shared import log, protect
+from shared.cache import Cache, redis_url
 from shared.config import ConfigError, load_config
+from shared.db import Database, DatabaseError, postgres_dsn
+from shared.exchange.errors import ExchangeError
 from shared.exchange.rest import ExchangeClient
-from shared.stack import supervisor_environment
+from shared.stack import instance_id, supervisor_environment
+from shared.status import collect_status, render_status_text
+from shared.supervisor import stack_supervisor
 
 
 def _cmd_env(args: argparse.Namespace) -> int:
@@ -74,6 +88,41 @@ def _cmd_halt(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _status(args: argparse.Namespace) -> str:
+    cfg = load_config(args.mode)
+    run_dir, timeout_s = Path(cfg.run.dir), cfg.reporter.call_timeout_s
+    reasons: dict[str, str] = {}  # source -> why it is not connected
+    logger = log.get("slt")  # no log.setup: warnings go to stderr, stdout stays the status
+    async with contextlib.AsyncExitStack() as stack:
+        supervisor = db = client = None
+        try:
+            supervisor = stack_supervisor(run_dir, os.environ, timeout_s)
+        except ConfigError as e:
+            reasons["supervisord"] = str(e)
+        try:
+            client = await stack.enter_async_context(ExchangeClient(cfg.exchange, logger=logger))
+        except ExchangeError as e:
+            reasons["exchange"] = str(e)
+        try:
+            async with asyncio.timeout(timeout_s):
+                db = await Database.connect(postgres_dsn(cfg), timeout_s)
+            stack.push_async_callback(db.close)
+        except (DatabaseError, TimeoutError, OSError) as e:
+            reasons["postgres"] = str(e)
+        url = redis_url(cfg.redis.url, cfg.redis.private_port)
+        cache = await stack.enter_async_context(Cache(url, instance_id(run_dir), timeout_s))
+        s = await collect_status(cfg, supervisor, client, db, cache)
+    errors = [f"{k}: not connected ({v})." for k, v in reasons.items()]
+    errors += [e for e in s.errors if e.split(":")[0] not in reasons]
+    s = msgspec.structs.replace(s, errors=errors)
+    return msgspec.json.encode(s).decode() + "\n" if args.json else render_status_text(s)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    print(asyncio.run(_status(args)), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slt", description="SelfLearningTrader operator commands")
     parser.add_argument(
@@ -88,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     flatten.set_defaults(func=_cmd_flatten)
     sub.add_parser("rearm", help="clear the halt flag").set_defaults(func=_cmd_rearm)
     sub.add_parser("halt", help="show the halt flag").set_defaults(func=_cmd_halt)
+    status = sub.add_parser("status", help="show programs, positions, equity, model and halt")
+    status.add_argument("--json", action="store_true", help="print the snapshot as JSON")
+    status.set_defaults(func=_cmd_status)
+    cli_model.add_subcommands(sub)
+    cli_report.add_subcommands(sub)
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)

@@ -33,6 +33,8 @@ from shared.config_ops import (
     check_guard,
     check_watchdog,
 )
+from shared.config_reporter import ReporterConfig, check_reporter
+from shared.config_trader import ModelConfig, TraderConfig, check_trader
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "config"
@@ -189,6 +191,9 @@ class Config:
     kill_switch: KillSwitchConfig = field(default_factory=KillSwitchConfig)
     dms: DmsConfig = field(default_factory=DmsConfig)
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+    trader: TraderConfig = field(default_factory=TraderConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    reporter: ReporterConfig = field(default_factory=ReporterConfig)
 
     def path(self, relative: str) -> Path:
         """Resolve a config path against the repo root (absolute paths stay as they are)."""
@@ -265,6 +270,12 @@ def _check_live_secrets_not_in_files(cfg: Config) -> None:
         raise ConfigError(
             "config: exchange.api_key/api_secret must not be set in a config file in live mode; "
             "use SLT_API_KEY and SLT_API_SECRET or exchange.api_secret_file"
+        )
+    rep = cfg.reporter
+    if rep.telegram_bot_token or rep.discord_webhook_url or rep.status_token:
+        raise ConfigError(
+            "config: reporter tokens must not be set in a config file; use "
+            "SLT_TELEGRAM_BOT_TOKEN, SLT_DISCORD_WEBHOOK_URL and SLT_STATUS_TOKEN"
         )
 
 
@@ -382,6 +393,8 @@ def _check_ops(cfg: Config) -> None:
         check_guard(cfg.guard, cfg.dms)
         check_exits(cfg.exits, cfg.kill_switch)
         check_watchdog(cfg.watchdog)
+        check_trader(cfg.trader, cfg.model)
+        check_reporter(cfg.reporter)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
@@ -405,6 +418,22 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _apply_environment(cfg: Config, env: typing.Mapping[str, str]) -> Config:
     if env.get("SLT_DISABLE_WEBSOCKET", "").lower() in ("1", "true", "yes"):
         cfg = dataclasses.replace(cfg, feed=dataclasses.replace(cfg.feed, disable_websocket=True))
+    if env.get("SLT_RELAXED_SIGNAL_MODE", "").lower() in ("1", "true", "yes"):
+        cfg = dataclasses.replace(
+            cfg, trader=dataclasses.replace(cfg.trader, relaxed_signal_mode=True)
+        )
+    if env.get("SLT_DISABLE_MODEL_TRAINING", "").lower() in ("1", "true", "yes"):
+        cfg = dataclasses.replace(
+            cfg, trader=dataclasses.replace(cfg.trader, disable_model_training=True)
+        )
+    rep = cfg.reporter
+    rep = dataclasses.replace(
+        rep,
+        telegram_bot_token=env.get("SLT_TELEGRAM_BOT_TOKEN", "") or rep.telegram_bot_token,
+        discord_webhook_url=env.get("SLT_DISCORD_WEBHOOK_URL", "") or rep.discord_webhook_url,
+        status_token=env.get("SLT_STATUS_TOKEN", "") or rep.status_token,
+    )
+    cfg = dataclasses.replace(cfg, reporter=rep)
     key = env.get("SLT_API_KEY", "")
     secret = env.get("SLT_API_SECRET", "")
     if not secret and cfg.exchange.api_secret_file:

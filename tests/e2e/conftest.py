@@ -4,6 +4,7 @@ second), and shrunk guard and watchdog intervals; shut down and removed after ea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -39,6 +40,13 @@ stale_after_s = 2.0
 startup_grace_s = 15.0
 kill_after_s = 2.0
 """
+# The guard and stack tests place their own positions: the trader runs (its heartbeat is what the
+# guard expects) but neither enters nor trains.
+IDLE_TRADER = """
+[trader]
+enabled = false
+disable_model_training = true
+"""
 
 
 @dataclass
@@ -46,6 +54,7 @@ class Stack:
     env: dict[str, str]
     run_dir: Path
     paper_port: int
+    reporter_port: int = 0
 
     def ctl(self, *args: str) -> str:
         proc = subprocess.run(
@@ -65,24 +74,34 @@ class Stack:
             return json.loads(reply.read())
 
 
-@pytest.fixture
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@contextlib.contextmanager
+def start_stack(
+    extra: str = IDLE_TRADER,
+    speed: float = 60.0,
+    reporter: str = "",
+    env_extra: dict[str, str] | None = None,
+) -> Iterator[Stack]:
+    """Start a private paper stack with the FAST overlay plus `extra` (TOML), `reporter` lines in
+    its [reporter] table, `env_extra` in its environment, the paper exchange at `speed`; remove
+    it after."""
     base = Path(os.environ.get("SLT_E2E_TMP", "/tmp")) / f"slt-e2e-{os.getpid()}-{free_port()}"
     base.mkdir(mode=0o755)
     run_dir = base / "run"
     paper_port = free_port()
+    reporter_port = free_port()
     overlay = base / "stack.toml"
     overlay.write_text(
         f'[run]\ndir = "{run_dir}"\n'
         f"[redis]\nprivate_port = {free_port()}\n"
         f"[postgres]\nprivate_port = {free_port()}\n"
-        f"[paper_exchange]\nport = {paper_port}\nspeed = 60.0\n"
+        f"[paper_exchange]\nport = {paper_port}\nspeed = {speed}\n"
         f'[exchange]\nrest_url = "http://127.0.0.1:{paper_port}"\n'
-        f'ws_url = "ws://127.0.0.1:{paper_port}"\n' + FAST
+        f'ws_url = "ws://127.0.0.1:{paper_port}"\n'
+        f"[reporter]\nport = {reporter_port}\n{reporter}\n" + FAST + extra
     )
-    env = {**os.environ, "SLT_CONFIG": str(overlay), "SLT_MODE": "paper"}
+    env = {**os.environ, "SLT_CONFIG": str(overlay), "SLT_MODE": "paper", **(env_extra or {})}
     env.pop("PYTHONASYNCIODEBUG", None)
-    stack = Stack(env, run_dir, paper_port)
+    stack = Stack(env, run_dir, paper_port, reporter_port)
     started = subprocess.run(
         [str(REPO_ROOT / "scripts" / "run-paper")],
         env=env, capture_output=True, text=True, timeout=300,
@@ -96,3 +115,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         eventually(lambda: not pidfile.exists(), 60)
         unlink_segments(instance_id(run_dir))
         subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
+@pytest.fixture
+def stack() -> Iterator[Stack]:
+    with start_stack() as s:
+        yield s

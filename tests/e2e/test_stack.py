@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 def test_run_paper_starts_every_program_and_the_paper_exchange_answers(stack: Stack) -> None:
     status = stack.ctl("status")
-    for program in ("paper-exchange", "redis", "postgres", "guard", "feed", "watchdog"):
+    for program in ("paper-exchange", "redis", "postgres", "guard", "feed", "trader", "watchdog"):
         assert re.search(rf"^{program}\s+RUNNING", status, re.M), status
     assert stack.get("/fapi/v1/ping") == {}
     symbols = {s["symbol"] for s in stack.get("/fapi/v1/exchangeInfo")["symbols"]}  # type: ignore[index]

@@ -85,3 +85,42 @@ def test_paper_state_file_lives_under_the_run_directory(tmp_path: Path) -> None:
     cfg = load_config("paper", env={"SLT_CONFIG": str(user)})
     assert cfg.run.dir == f"{tmp_path}/run"
     assert cfg.paper_exchange.state_path == f"{tmp_path}/run/paper-exchange/state.json"
+
+
+def test_trader_position_cap_above_the_total_cap_is_rejected() -> None:
+    overlay = {"trader": {"max_position_fraction": 0.6, "max_total_fraction": 0.5}}
+    with pytest.raises(ConfigError, match=r"max_position_fraction=0\.6 exceeds"):
+        load_config("paper", overlay=overlay, env={})
+
+
+def test_trader_leverage_above_binance_maximum_is_rejected() -> None:
+    with pytest.raises(ConfigError, match=r"trader.max_leverage=126 is outside 1..125"):
+        load_config("paper", overlay={"trader": {"max_leverage": 126}}, env={})
+
+
+def test_seed_flags_turn_on_relaxed_mode_and_turn_off_training() -> None:
+    env = {"SLT_RELAXED_SIGNAL_MODE": "1", "SLT_DISABLE_MODEL_TRAINING": "true"}
+    cfg = load_config("paper", env=env)
+    assert (cfg.trader.relaxed_signal_mode, cfg.trader.disable_model_training) == (True, True)
+    plain = load_config("paper", env={})
+    assert (plain.trader.relaxed_signal_mode, plain.trader.disable_model_training) == (False, False)
+
+
+def test_reporter_tokens_come_from_the_environment_and_stay_out_of_repr() -> None:
+    env = {"SLT_TELEGRAM_BOT_TOKEN": "123456:secret-token", "SLT_STATUS_TOKEN": "s3cret"}
+    cfg = load_config("paper", env=env)
+    assert cfg.reporter.telegram_bot_token == "123456:secret-token"
+    assert "secret" not in repr(cfg.reporter) and "s3cret" not in repr(cfg)
+
+
+def test_reporter_token_in_a_config_file_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="reporter tokens must not be set in a config file"):
+        load_config("paper", overlay={"reporter": {"status_token": "x"}}, env={})
+
+
+def test_status_page_off_loopback_needs_a_token() -> None:
+    with pytest.raises(ConfigError, match=r"reporter.host=0\.0\.0\.0 is not loopback"):
+        load_config("paper", overlay={"reporter": {"host": "0.0.0.0"}}, env={})
+    cfg = load_config("paper", overlay={"reporter": {"host": "0.0.0.0"}},
+                      env={"SLT_STATUS_TOKEN": "t0ken"})  # fmt: skip
+    assert cfg.reporter.host == "0.0.0.0"
