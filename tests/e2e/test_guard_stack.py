@@ -1,6 +1,6 @@
 """The guard and the watchdog in the whole paper stack under a real supervisord: a killed feed does
 not touch the guard, a hung feed is restarted by the watchdog, and with the feed silenced (and no
-trader) the dead-man's switch flattens every position."""
+trader stopped) the dead-man's switch flattens every position."""
 
 from __future__ import annotations
 
@@ -95,7 +95,14 @@ def test_hung_feed_is_restarted_by_the_watchdog(stack: Stack) -> None:
 
 
 def test_dead_mans_switch_flattens_when_the_feed_is_silenced(stack: Stack) -> None:
+    # The guard alerts a silent watchdog only once it has seen it beat since its own start; the
+    # watchdog starts last, so wait for its beat (and a guard check or two) before stopping it.
+    instance = instance_id(stack.run_dir)
+    beat = lambda: read_heartbeats(instance).get("watchdog")  # noqa: E731
+    eventually(lambda: (b := beat()) is not None and b.monotonic_ns > 0, 60, 0.2)
+    time.sleep(4 * GUARD_BEAT_S)
     stack.ctl("stop", "watchdog")  # otherwise it restarts the hung feed before the deadline
+    stack.ctl("stop", "trader")  # the switch needs the feed *and* the trader silent (rule 12)
     signed(stack, "POST", "/fapi/v1/order", symbol="BTCUSDT", side="BUY", type="MARKET",
            quantity="0.02")  # fmt: skip
     signed(stack, "POST", "/fapi/v1/order", symbol="ETHUSDT", side="SELL", type="MARKET",
