@@ -83,6 +83,7 @@ class Loops:
                 now_ns = time.monotonic_ns()
                 # A minute's closes come as a burst: take what is queued in one go.
                 batch = [received, *sub.drain(DRAIN_MAX)] if received is not None else []
+                arrived: dict[int, list[str]] = {}
                 for item in batch:
                     if not isinstance(item.payload, bus.Kline):
                         continue
@@ -91,12 +92,21 @@ class Loops:
                     if k.is_closed and k.open_time_ms > t.last_minute_ms:
                         seen.setdefault(k.open_time_ms, set()).add(k.symbol)
                         first_ns.setdefault(k.open_time_ms, now_ns)
+                        arrived.setdefault(k.open_time_ms, []).append(k.symbol)
                 ready = [
                     m
                     for m in sorted(seen)
                     if len(seen[m]) >= len(t.symbols)
                     or now_ns - first_ns[m] >= self.cfg.trader.cycle_wait_s * 1e9
                 ]
+                # Score what has closed while the rest of the burst is still on its way.
+                for minute, symbols in arrived.items():
+                    if minute not in ready:
+                        self._attach()
+                        try:
+                            t.score(minute, symbols)
+                        except ShmError as e:
+                            self.log.warning("shm_read_failed", error=str(e)[:200])
                 for minute in ready:
                     self._attach()
                     started = first_ns.pop(minute)

@@ -1,10 +1,12 @@
 """The trader's state and actions: one decision per closed minute, entries, real and virtual trades.
 
 `Trader.decide(minute_ms)` reads the kline windows of every symbol from shared memory, computes the
-features in one batch (shared/core/features.py, the code training uses), scores both directions
-with the champion model, ranks the candidates (shared/core/signals.py) and enters the best within
-the limits; the others at or above `trader.virtual_min_confidence` are followed as virtual
-positions with the guard's exit rules (shared/core/virtual.py).
+features (shared/core/features.py, the code training uses), scores both directions with the
+champion model, ranks the candidates (shared/core/signals.py) and enters the best within the
+limits; the others at or above `trader.virtual_min_confidence` are followed as virtual positions
+with the guard's exit rules (shared/core/virtual.py). While a minute's closes are still arriving,
+`Trader.score(minute_ms, symbols)` scores the symbols already closed (`MinuteScores`), so the
+decision has only the last few left to score; the result is the one batch's, bit for bit.
 
 An entry, in this order (money safety):
  1. the intent is recorded (PostgreSQL, or the outbox while it is down) with its client id;
@@ -28,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
@@ -49,6 +52,7 @@ from shared.exchange.errors import ExchangeError, ExecutionUnknownError
 from shared.exchange.rest import ExchangeClient
 from shared.halt import halt_path, load_halt
 from shared.learning import ModelHolder
+from shared.model import Model
 from shared.outbox import Recorder
 from shared.schemas import binance as b
 from shared.schemas import guard as g
@@ -76,6 +80,54 @@ def read_windows(reader: KlineReader, symbols: tuple[str, ...],
     stale = set(reader.validate(ready))
     keep = [i for i, v in enumerate(ready) if v.symbol not in stale]
     return [ready[i].symbol for i in keep], windows[keep]
+
+
+class MinuteScores:
+    """One minute's scores (features, P(long), P(short), close per symbol) from one model,
+    built in chunks while the minute's closes arrive, returned in the configured symbol order.
+
+    A feature row depends on its own window only and a prediction on its own row, so chunks give
+    exactly the arrays of one batch over the same symbols.
+    """
+
+    def __init__(self, symbols: tuple[str, ...]) -> None:
+        self.order = {s: i for i, s in enumerate(symbols)}
+        self.minute_ms = 0
+        self.model: Model | None = None
+        self.done: set[str] = set()
+        self._chunks: list[tuple[list[str], npt.NDArray[np.float64], npt.NDArray[np.float64]]] = []
+
+    def add(self, reader: KlineReader, model: Model, minute_ms: int,
+            symbols: Iterable[str]) -> int:  # fmt: skip
+        """Score those of `symbols` not scored yet whose shm window ends with the bar of
+        `minute_ms`; return how many. A new minute or another model starts afresh. Raises
+        ShmError when the segment is unreadable."""
+        if minute_ms != self.minute_ms or model is not self.model:
+            self.minute_ms, self.model, self.done, self._chunks = minute_ms, model, set(), []
+        todo = tuple(s for s in symbols if s not in self.done and s in self.order)
+        if not todo:
+            return 0
+        ready, windows = read_windows(reader, todo, minute_ms)
+        if not ready:
+            return 0
+        feats = fe.compute_features(windows)
+        both = model.predict(np.vstack([model.model_input(feats, 1), model.model_input(feats, -1)]))
+        scored = np.column_stack([both[: len(ready)], both[len(ready) :], windows[:, -1, 4]])
+        self.done.update(ready)
+        self._chunks.append((ready, feats, scored))
+        return len(ready)
+
+    def take(self) -> tuple[list[str], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Return (symbols, features (n, F), scores (n, 3): P(long), P(short), close) in the
+        configured order, and forget them."""
+        chunks, self._chunks, self.done = self._chunks, [], set()
+        if not chunks:
+            return [], np.empty((0, len(fe.FEATURE_NAMES))), np.empty((0, 3))
+        symbols = [s for c in chunks for s in c[0]]
+        order = np.argsort([self.order[s] for s in symbols], kind="stable")
+        feats = np.concatenate([c[1] for c in chunks])[order]
+        scored = np.concatenate([c[2] for c in chunks])[order]
+        return [symbols[i] for i in order], feats, scored
 
 
 def _settled(intent: r.OrderIntent, status: str, detail: str) -> r.OrderIntent:
@@ -138,6 +190,7 @@ class Trader:
         self.prepared: dict[str, int] = {}  # symbol -> leverage set at the exchange
         self.closed_trades = 0  # closed real + virtual trades since start
         self.last_minute_ms = 0
+        self.scores = MinuteScores(self.symbols)  # the minute being scored, before its decision
         self.progress: dict[str, int] = {}
         self.stats = {"decisions": 0, "entries": 0, "entry_failures": 0, "virtual_opened": 0,
                       "virtual_closed": 0, "real_closed": 0, "skipped_halted": 0}  # fmt: skip
@@ -152,15 +205,12 @@ class Trader:
         model = self.models.current
         if model is None or self.klines is None or minute_ms <= self.last_minute_ms:
             return
+        self.score(minute_ms, self.symbols)  # those not scored while the burst arrived
         self.last_minute_ms = minute_ms
-        symbols, windows = read_windows(self.klines, self.symbols, minute_ms)
+        symbols, feats, scored = self.scores.take()
         if not symbols:
             return
-        feats = fe.compute_features(windows)
-        n = len(symbols)
-        both = model.predict(np.vstack([model.model_input(feats, 1), model.model_input(feats, -1)]))
-        p_long, p_short = both[:n], both[n:]
-        closes = windows[:, -1, 4]
+        p_long, p_short, closes = scored[:, 0], scored[:, 1], scored[:, 2]
         candidates = [c for c in candidates_from_probabilities(symbols, p_long, p_short, closes)
                       if c.symbol in self.specs]  # fmt: skip
         score_ms = (time.monotonic_ns() - started_ns) / 1e6 if started_ns is not None else None
@@ -196,6 +246,14 @@ class Trader:
             model_version=model.version,
             score_ms=round(score_ms, 2) if score_ms is not None else None,
         )
+
+    def score(self, minute_ms: int, symbols: Iterable[str]) -> int:
+        """Score the symbols of `minute_ms` that closed and are not scored yet (MinuteScores);
+        return how many. Raises ShmError when the segment is unreadable."""
+        model = self.models.current
+        if model is None or self.klines is None or minute_ms <= self.last_minute_ms:
+            return 0
+        return self.scores.add(self.klines, model, minute_ms, symbols)
 
     def _open_virtual(self, c: Candidate, minute_ms: int, row: tuple[float, ...],
                       version: int) -> None:  # fmt: skip
