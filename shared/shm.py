@@ -178,6 +178,19 @@ class KlineWriter:
         v.mark_floats[i, K_PRICE] = price
         write_end(v.mark_seqs, i)
 
+    def set_marks(self, symbols: Sequence[str], prices: Sequence[float],
+                  times_ms: Sequence[int]) -> None:  # fmt: skip
+        """Store the marks of many symbols (one `!markPrice@arr` frame) in one write: every
+        record of the batch is odd while the values are stored, as with `set_mark`, but in three
+        vector stores instead of a Python call per symbol. A symbol named twice keeps its last.
+        KeyError for a symbol not in the segment (nothing is written then)."""
+        v = self._views
+        index = np.fromiter(map(v.slot, symbols), np.intp, len(symbols))
+        v.mark_seqs[index] += 1  # odd: being written (a repeated index still moves by 1)
+        v.mark_words[index, K_TIME_MS] = times_ms
+        v.mark_floats[index, K_PRICE] = prices
+        v.mark_seqs[index] += 1  # even: stable
+
     def close(self) -> None:
         """Unmap the segment; it stays in /dev/shm for readers and the next writer."""
         del self._views

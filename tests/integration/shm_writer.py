@@ -33,7 +33,10 @@ def main(argv: list[str]) -> int:
         row = bar(k)
         for symbol in symbols:
             writer.append(symbol, row)
-            writer.set_mark(symbol, k + 0.5, k)
+            if k % 2:
+                writer.set_mark(symbol, k + 0.5, k)
+        if not k % 2:  # every other bar: all marks in one batch (the feed's !markPrice@arr)
+            writer.set_marks(symbols, [k + 0.5] * len(symbols), [k] * len(symbols))
         k += 1
     writer.close()
     return 0

@@ -106,6 +106,27 @@ def test_reader_never_sees_a_torn_row_while_a_writer_process_hammers(
     reader.close()
 
 
+def test_set_marks_stores_a_batch_as_set_mark_would_and_leaves_every_record_stable(
+    instance: str,
+) -> None:
+    writer = KlineWriter.open(instance, SYMBOLS, 10)
+    reader = KlineReader(instance)
+    try:
+        writer.set_mark("XRPUSDT", 7.25, 7)
+        writer.set_marks(["ETHUSDT", "BTCUSDT", "ETHUSDT"], [2.5, 1.5, 3.5], [20, 10, 30])
+        assert reader.mark("BTCUSDT") == Mark(1.5, 10)
+        assert reader.mark("ETHUSDT") == Mark(3.5, 30)  # named twice: the last one holds
+        assert reader.mark("XRPUSDT") == Mark(7.25, 7)  # not in the batch: untouched
+        with pytest.raises(KeyError, match="FOOUSDT"):
+            writer.set_marks(["BTCUSDT", "FOOUSDT"], [9.0, 9.0], [99, 99])
+        assert reader.mark("BTCUSDT") == Mark(1.5, 10)  # a bad batch writes nothing
+        seqs = np.array([writer._views.mark_seqs[i] for i in range(len(SYMBOLS))])
+        assert (seqs % 2 == 0).all() and seqs.tolist() == [2, 2, 2]  # one write each, closed
+    finally:
+        reader.close()
+        writer.close()
+
+
 def test_reader_process_exit_does_not_unlink_the_segment(instance: str) -> None:
     writer = KlineWriter.open(instance, SYMBOLS, 10)
     writer.append("BTCUSDT", bar(1))
