@@ -1,12 +1,16 @@
 """The feed (supervisord program `feed`, `python -m procs.feed [--mode paper|live]`): turns the
 exchange's streams into klines, marks, positions and orders for every other process.
 
-Subscribes to: `<s>@kline_1m` and `<s>@markPrice@1s` of every `feed.symbols` (one `StreamPool`),
-the account's user-data stream (`UserDataStream`), and REST for backfills and account snapshots.
+Subscribes to: `<s>@kline_1m` of every `feed.symbols` and `!markPrice@arr@1s` (every symbol's
+mark, one frame a second; `feed.mark_stream = "symbol"`: `<s>@markPrice@1s` each) in one
+`StreamPool`, the account's user-data stream (`UserDataStream`), and REST for backfills and
+account snapshots.
 Publishes on ZeroMQ (`feed.bus_endpoint`, default ipc://@slt-<instance>-feed-bus): closed
-`kline.1m.<S>`, `mark.<S>`, `position.<S>`, `order.<S>` and `heartbeat.feed`; each message's
-seq and payload also go to Redis (`Keys.feed_latest`/`feed_seqs`, open orders in `feed_orders`),
-the Clone-pattern snapshot a late subscriber loads before dropping older messages.
+`kline.1m.<S>`, `marks.all` (the marks of a `!markPrice@arr` frame, ours only, in one message;
+`mark.<S>` per mark from per-symbol streams and the REST poll), `position.<S>`, `order.<S>` and
+`heartbeat.feed`; each message's seq and payload also go to Redis (`Keys.feed_latest`/
+`feed_seqs`: a mark under `mark.<S>` whichever way it came; open orders in `feed_orders`), the
+Clone-pattern snapshot a late subscriber loads before dropping older messages.
 Owns: the shared-memory kline windows and marks `slt-<instance>-klines` (sole writer; a restart
 continues them), its heartbeat slot, the instance lock `ipc://@slt-<instance>-feed`.
 
@@ -64,6 +68,7 @@ from shared.schemas import bus
 from shared.shm import KlineWriter
 
 PROCESS = "feed"
+MARK_ALL_STREAM = "!markPrice@arr@1s"  # every symbol's mark in one frame per second
 
 
 class Feed:
@@ -124,7 +129,7 @@ class Feed:
         self.progress["kline"] = time.monotonic_ns()
         return True
 
-    def decode(self, item: StreamMessage) -> b.StreamEvent | b.MarkTick | None:
+    def decode(self, item: StreamMessage) -> b.StreamEvent | b.MarketEvent | None:
         """Return the message's event (decoded by the frame check, or now); None (counted,
         logged rate-limited) when malformed."""
         if item.event is not None:
@@ -159,7 +164,9 @@ class Feed:
                 await backfill_klines(self, symbol, "reconnect")
             return
         event = item.event if item.event is not None else self.decode(item)
-        if isinstance(event, (b.MarkTick, b.MarkPrice)):
+        if isinstance(event, b.MarkTicks):
+            self.store_marks(event)
+        elif isinstance(event, (b.MarkTick, b.MarkPrice)):
             if event.symbol in self.mark_topics:
                 self.store_mark(event)
             else:
@@ -176,6 +183,26 @@ class Feed:
                 if not await backfill_klines(self, k.symbol, "hole"):
                     return  # never store past a hole; the next closed bar retries
             self.store_kline(k)
+
+    def store_marks(self, frame: b.MarkTicks) -> None:
+        """Set the marks of our symbols in shm and publish them as one `marks.all` message (the
+        array holds every symbol of the market; the others are skipped, not counted as bad).
+        The Redis mirror keeps each symbol's latest under `mark.<S>` for late joiners."""
+        topics = self.mark_topics
+        entries = [bus.MarkEntry(m.symbol, m.mark_price, m.index_price, m.funding_rate,
+                                 m.next_funding_time_ms, m.time_ms)
+                   for m in frame.ticks if m.symbol in topics]  # fmt: skip
+        if not entries:
+            return
+        self.writer.set_marks([e.symbol for e in entries], [e.price for e in entries],
+                              [e.ts_ms for e in entries])  # fmt: skip
+        set_latest = self.mirror.set_latest
+        marks = bus.Marks(ts_ms=frame.time_ms, marks=tuple(entries))
+        seq = self.pub.publish(bus.MARKS_TOPIC, marks)
+        set_latest(bus.MARKS_TOPIC, marks, seq)
+        for e in entries:
+            set_latest(topics[e.symbol], e, seq)
+        self.progress["mark"] = time.monotonic_ns()
 
     def store_mark(self, mark: b.MarkTick | b.MarkPrice) -> None:
         """Set the symbol's mark in shm and publish it (KeyError for a symbol not ours)."""
@@ -244,7 +271,10 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, _stop: asyn
                           spawn(publish_heartbeats(feed, cache, PROCESS)),
                           spawn(flush_cache(feed, cache))]  # fmt: skip
                 names = [f"{s.lower()}@kline_1m" for s in f.symbols]
-                names += [f"{s.lower()}@markPrice@1s" for s in f.symbols]
+                if f.mark_stream == "all":
+                    names.append(MARK_ALL_STREAM)
+                else:
+                    names += [f"{s.lower()}@markPrice@1s" for s in f.symbols]
                 # Streams first, then the backfill: a bar closing in between is in the queue.
                 async with contextlib.AsyncExitStack() as market:
                     if not f.disable_websocket:

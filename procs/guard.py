@@ -2,10 +2,10 @@
 the error kernel. Every open position has a closePosition STOP_MARKET resting at the exchange and
 is watched against the exit rules; silence flattens (the dead-man's switch).
 
-Subscribes to: the account's user-data stream (its own connection), `mark.*` on the feed's ZeroMQ
-bus, the shared-memory marks, kline windows and heartbeat table; REST for reconciliation, and for
-marks and positions while the feed is silent (`guard.feed_silent_after_s`). None of these is a
-start-up dependency: without Redis, ZeroMQ or the feed it runs on REST alone.
+Subscribes to: the account's user-data stream (its own connection), `mark.*` and `marks.*` on
+the feed's ZeroMQ bus, the shared-memory marks, kline windows and heartbeat table; REST for
+reconciliation, and for marks and positions while the feed is silent (`guard.feed_silent_after_s`).
+None of these is a start-up dependency: without Redis, ZeroMQ or the feed it runs on REST alone.
 Publishes: the halt flag (`<run.dir>/guard/halt.json`, mirrored in Redis), alerts (Redis stream +
 ERROR `alert` log lines), its heartbeat slot `guard` (progress: reconcile, mark, order).
 Owns: the protective stops (client ids `slt-<signal>-stop-<n>`), exit and flatten orders.
@@ -67,21 +67,27 @@ class Sources:
         self.beats: HeartbeatReader | None = None
 
     async def bus_marks(self) -> None:
-        """Apply every `mark.*` message of the feed's bus (event-driven exits)."""
+        """Apply every `mark.*` and `marks.*` message of the feed's bus (event-driven exits)."""
         endpoint = self.cfg.guard.bus_endpoint or bus_endpoint(self.instance, "feed")
         try:
-            sub = Subscriber([endpoint], ["mark."], process=PROCESS)
+            sub = Subscriber([endpoint], ["mark.", "marks."], process=PROCESS)
         except BusError as e:
             self.log.warning("bus_unavailable", error=str(e))
             return
         with sub:
             while True:
                 received = await sub.receive(1.0)
-                if received is None or not isinstance(received.payload, bus.MarkPrice):
+                if received is None:
                     continue
                 m = received.payload
-                self.feed_last_ms = _mono_ms()
-                await self.guard.on_mark(m.symbol, Decimal(repr(m.price)), m.ts_ms)
+                if isinstance(m, bus.MarkPrice):
+                    self.feed_last_ms = _mono_ms()
+                    await self.guard.on_mark(m.symbol, Decimal(repr(m.price)), m.ts_ms)
+                elif isinstance(m, bus.Marks):
+                    self.feed_last_ms = _mono_ms()
+                    for entry in m.marks:
+                        await self.guard.on_mark(entry.symbol, Decimal(repr(entry.price)),
+                                                 entry.ts_ms)  # fmt: skip
 
     def _attach(self) -> None:
         if self.klines is None:

@@ -153,6 +153,10 @@ class FeedConfig:
     disable_websocket: bool = False  # poll klines and marks over REST instead of market streams
     disable_rest_fallback: bool = False  # never use REST for market data after the start backfill
     rest_poll_interval_s: float = 2.0  # disable_websocket: one poll of every symbol this often
+    mark_stream: str = "all"  # "all": one !markPrice@arr@1s; "symbol": <s>@markPrice@1s each
+
+
+MARK_STREAMS = ("all", "symbol")  # feed.mark_stream
 
 
 @dataclass(frozen=True)
@@ -367,6 +371,10 @@ def _check_feed(cfg: Config) -> None:
     for name in positive:
         if getattr(f, name) <= 0:
             raise ConfigError(f"config: feed.{name}={getattr(f, name)} must be > 0")
+    if f.mark_stream not in MARK_STREAMS:
+        raise ConfigError(
+            f"config: feed.mark_stream={f.mark_stream!r} is not one of {', '.join(MARK_STREAMS)}"
+        )
     if f.disable_websocket and f.disable_rest_fallback:
         raise ConfigError(
             "config: feed.disable_websocket and feed.disable_rest_fallback are both true; "

@@ -99,6 +99,13 @@ def bus_mark(m: b.MarkPrice | b.MarkTick) -> bus.MarkPrice:
                          next_funding_time_ms=m.next_funding_time_ms)  # fmt: skip
 
 
+def bus_mark_entry(e: bus.MarkEntry) -> bus.MarkPrice:
+    """Return one entry of a `Marks` message as the per-symbol mark (the Redis snapshot's form)."""
+    return bus.MarkPrice(ts_ms=e.ts_ms, symbol=e.symbol, price=e.price, index_price=e.index_price,
+                         funding_rate=e.funding_rate,
+                         next_funding_time_ms=e.next_funding_time_ms)  # fmt: skip
+
+
 # ---- account ------------------------------------------------------------------------------------
 
 
@@ -255,16 +262,19 @@ class CacheMirror:
 
     def __init__(self, source: str = "") -> None:
         self.source = source
-        self.latest: dict[str, bytes | bus.Payload] = {}
+        self.latest: dict[str, bytes | bus.Payload | bus.MarkEntry] = {}
         self.seqs: dict[str, int] = {}
         self.orders: dict[str, bytes] = {}
         self._dirty_topics: set[str] = set()
         self._dirty_orders: set[str] = set()
         self._needs_full = True  # the first write replaces what a predecessor left
 
-    def set_latest(self, topic: str, payload: bytes | bus.Payload, seq: int) -> None:
+    def set_latest(self, topic: str, payload: bytes | bus.Payload | bus.MarkEntry,
+                   seq: int) -> None:  # fmt: skip
         """Record the last message published on `topic`: its encoded frame (carrying `seq`), or
-        the struct as passed to the Publisher (stamped with `source` and `seq` when taken)."""
+        the struct as passed to the Publisher (stamped with `source` and `seq` when taken); a
+        `MarkEntry` (one symbol of a `Marks` message, seq = that message's) is kept as the
+        symbol's `MarkPrice`, built only when taken."""
         self.latest[topic] = payload
         self.seqs[topic] = seq
         self._dirty_topics.add(topic)
@@ -303,6 +313,8 @@ class CacheMirror:
         payload = self.latest[topic]
         if isinstance(payload, bytes):
             return payload
+        if isinstance(payload, bus.MarkEntry):
+            payload = bus_mark_entry(payload)
         stamped = msgspec.structs.replace(payload, source=self.source, seq=self.seqs[topic])
         encoded = self.latest[topic] = bus.encode(stamped)  # encoded once, kept for a full write
         return encoded

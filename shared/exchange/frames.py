@@ -33,7 +33,7 @@ import msgspec
 import numpy
 
 from shared.core.backoff import backoff_delay_s
-from shared.schemas.binance import MarketEvent, MarkTick, decode_market_frame
+from shared.schemas.binance import MarketEvent, MarkTick, MarkTicks, decode_market_frame
 
 Route = Literal["public", "market", "private"]
 
@@ -112,6 +112,8 @@ def parse_frame(frame: bytes | str, is_combined: bool) -> StreamMessage:
             if isinstance(event, MarkTick):
                 return StreamMessage(stream, data, "markPriceUpdate", event.time_ms, None, False,
                                      event)  # fmt: skip
+            if isinstance(event, MarkTicks):
+                return StreamMessage(stream, data, "", event.time_ms, None, False, event)
             k = event.kline
             return StreamMessage(stream, data, "kline", event.event_time_ms, k.open_time_ms,
                                  k.is_closed, event)  # fmt: skip

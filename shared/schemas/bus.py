@@ -62,6 +62,24 @@ class MarkPrice(Envelope, frozen=True, kw_only=True):
     next_funding_time_ms: int
 
 
+class MarkEntry(msgspec.Struct, frozen=True, array_like=True):
+    """One symbol's mark inside `Marks` (encoded as a msgpack array: no field names per entry)."""
+
+    symbol: str
+    price: float
+    index_price: float
+    funding_rate: float
+    next_funding_time_ms: int
+    ts_ms: int  # event time, UTC ms
+
+
+class Marks(Envelope, frozen=True, kw_only=True):
+    """The marks of many symbols at one time, in one message (the feed's `!markPrice@arr`
+    frame, its symbols only): one publish per second instead of one per symbol."""
+
+    marks: tuple[MarkEntry, ...]
+
+
 class Position(Envelope, frozen=True, kw_only=True):
     """The latest known position of a symbol; quantity is signed (negative = short)."""
 
@@ -93,11 +111,12 @@ class BusHeartbeat(Envelope, frozen=True, kw_only=True):
     published: int  # messages published since start
 
 
-Payload = Kline | MarkPrice | Position | OrderState | BusHeartbeat
+Payload = Kline | MarkPrice | Marks | Position | OrderState | BusHeartbeat
 
 _TYPES: dict[str, type[Payload]] = {
     "kline": Kline,
     "mark": MarkPrice,
+    "marks": Marks,
     "position": Position,
     "order": OrderState,
     "heartbeat": BusHeartbeat,
@@ -122,6 +141,9 @@ def kline_topic(interval: str, symbol: str) -> str:
 def mark_topic(symbol: str) -> str:
     """Return `mark.<symbol>`."""
     return f"mark.{_word('symbol', symbol)}"
+
+
+MARKS_TOPIC = "marks.all"  # `Marks`: every symbol's mark at once (subscribe to `marks.`)
 
 
 def position_topic(symbol: str) -> str:

@@ -176,6 +176,13 @@ def to_mark_tick(w: _MarkTickWire) -> MarkTick:
                     funding_rate=float(w.r), next_funding_time_ms=w.T, time_ms=w.E)  # fmt: skip
 
 
+class MarkTicks(Readable, frozen=True, kw_only=True):
+    """One `!markPrice@arr[@1s]` frame: the marks of every symbol of the market at one time."""
+
+    ticks: tuple[MarkTick, ...]
+    time_ms: int  # event time (of the first element; Binance stamps them all alike)
+
+
 class _KlineFrameWire(Wire, frozen=True, forbid_unknown_fields=True):
     stream: str  # stream name, e.g. btcusdt@kline_1m
     data: _KlineEventWire  # the kline event
@@ -184,6 +191,11 @@ class _KlineFrameWire(Wire, frozen=True, forbid_unknown_fields=True):
 class _MarkFrameWire(Wire, frozen=True, forbid_unknown_fields=True):
     stream: str  # stream name, e.g. btcusdt@markPrice@1s
     data: _MarkTickWire  # the mark price event
+
+
+class _MarkArrayFrameWire(Wire, frozen=True, forbid_unknown_fields=True):
+    stream: str  # !markPrice@arr or !markPrice@arr@1s
+    data: list[_MarkTickWire]  # one mark price event per symbol
 
 
 class _KlineProbeBodyWire(Wire, frozen=True):  # _KlineBodyWire with the decimals left unparsed
@@ -215,19 +227,22 @@ class _KlineProbeFrameWire(Wire, frozen=True, forbid_unknown_fields=True):
     data: _KlineProbeWire  # the kline event
 
 
-MarketEvent = KlineUpdate | MarkTick
+MarketEvent = KlineUpdate | MarkTick | MarkTicks
 _FRAME_HEAD = b'{"stream":"'  # a compact combined frame starts so (BINANCE-API.md §7.1)
 _DATA_KEY = b'","data":'
 _kline_frame = msgspec.json.Decoder(_KlineFrameWire)
 _mark_frame = msgspec.json.Decoder(_MarkFrameWire)
+_mark_array_frame = msgspec.json.Decoder(_MarkArrayFrameWire)
+_MARK_ARRAY = b"!markPrice@arr"
 _kline_probe = msgspec.json.Decoder(_KlineProbeFrameWire)
 _FAST_ERRORS = (msgspec.DecodeError, ValueError, UnicodeError, RecursionError)
 
 
 def decode_market_frame(frame: bytes) -> tuple[str, bytes, MarketEvent] | None:
-    """Decode a compact combined `@kline_…` or `@markPrice…` frame in one pass; return (stream
-    name, raw payload, event), or None when the frame is anything else or does not decode (the
-    caller then takes the general path: `decode_event` on the payload, which names the error).
+    """Decode a compact combined `@kline_…`, `@markPrice…` or `!markPrice@arr…` frame in one
+    pass; return (stream name, raw payload, event), or None when the frame is anything else or
+    does not decode (the caller then takes the general path: `decode_event` on the payload,
+    which names the error).
     """
     if not frame.startswith(_FRAME_HEAD):
         return None
@@ -242,6 +257,12 @@ def decode_market_frame(frame: bytes) -> tuple[str, bytes, MarketEvent] | None:
             if kline.data.e != "kline":
                 return None
             stream, event = kline.stream, to_kline_update(kline.data)
+        elif name.startswith(_MARK_ARRAY):
+            marks = _mark_array_frame.decode(frame)
+            if not marks.data or any(m.e != "markPriceUpdate" for m in marks.data):
+                return None
+            ticks = tuple(map(to_mark_tick, marks.data))
+            stream, event = marks.stream, MarkTicks(ticks=ticks, time_ms=ticks[0].time_ms)
         elif b"@markPrice" in name:
             mark = _mark_frame.decode(frame)
             if mark.data.e != "markPriceUpdate":
@@ -261,9 +282,8 @@ def is_open_kline_frame(frame: bytes) -> bool:
     The whole frame is checked (JSON syntax, UTF-8, every kline field present with its type)
     but no value is built, and the decimals are not parsed (nobody reads an open candle).
     """
-    if b'"x":false' not in frame or not frame.startswith(_FRAME_HEAD):
-        return False
-    if b"@kline_" not in frame[11:80]:
+    # Cheap rejections of other frames first (no copy); the probe decode decides the rest.
+    if not frame.startswith(_FRAME_HEAD) or frame.find(b"@kline_", 11, 80) < 0:
         return False
     try:
         probe = _kline_probe.decode(frame)

@@ -88,12 +88,22 @@ def test_late_subscriber_loads_the_snapshot_then_receives_only_newer_messages(
     start_feed: Callable[..., FeedProcess], redis_instance: RedisServer
 ) -> None:
     feed = start_feed()
-    topics = {TOPIC, "kline.1m.ETHUSDT", "mark.BTCUSDT", "mark.ETHUSDT"}
-    eventually(lambda: topics <= set(feed.snapshot(redis_instance.url).seqs), 15.0)
+    # Marks come from `!markPrice@arr@1s`, one `marks.all` message per frame; Redis also keeps
+    # each symbol's latest mark under `mark.<S>`, with the seq of the message it came in.
+    topics = {TOPIC, "kline.1m.ETHUSDT", bus.MARKS_TOPIC}
+    snapshot_topics = topics | {"mark.BTCUSDT", "mark.ETHUSDT"}
+    eventually(lambda: snapshot_topics <= set(feed.snapshot(redis_instance.url).seqs), 15.0)
+    first = feed.snapshot(redis_instance.url)
+    marks = msgspec.msgpack.decode(first.latest[bus.MARKS_TOPIC], type=bus.Marks)
+    assert marks.seq == first.seqs[bus.MARKS_TOPIC]
+    assert {e.symbol for e in marks.marks} == {"BTCUSDT", "ETHUSDT"}  # feed.symbols only
+    for entry in marks.marks:
+        mark = msgspec.msgpack.decode(first.latest[f"mark.{entry.symbol}"], type=bus.MarkPrice)
+        assert (mark.price, mark.ts_ms, mark.seq) == (entry.price, entry.ts_ms, marks.seq)
 
     async def scenario() -> None:
         endpoint = bus_endpoint(feed.instance, "feed")
-        with Subscriber([endpoint], ["kline.1m.", "mark."]) as sub:
+        with Subscriber([endpoint], ["kline.1m.", "marks."]) as sub:
             probe = await sub.receive(5.0)  # the subscription is live (this message is consumed)
             assert probe is not None
             async with Cache(redis_instance.url, feed.instance, 2.0) as cache:

@@ -10,10 +10,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from decimal import Decimal
 
 import pytest
 
+from shared.bus import Publisher
+from shared.schemas import bus
 from tests.integration.feed.conftest import wait_for_log
 from tests.integration.guard.conftest import (
     algo_orders,
@@ -23,7 +26,7 @@ from tests.integration.guard.conftest import (
     position,
     rest,
 )
-from tests.services import eventually
+from tests.services import eventually, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -239,4 +242,31 @@ def test_guard_runs_on_when_the_feed_bus_cannot_be_subscribed(px, start_guard):
     wait_for_log(guard, "bus_unavailable", timeout_s=15.0)
     eventually(lambda: len(our_stops(px)) == 1, 15.0)
     eventually(lambda: guard.log_events("rest_mode_entered"), 10.0)  # marks over REST instead
+    assert guard.is_running(), guard.log_text()
+
+
+def test_a_marks_all_message_on_the_feed_bus_drives_the_guards_exit(px, start_guard):
+    """The feed publishes the marks of a `!markPrice@arr` frame as one `marks.all` message; the
+    guard evaluates every entry. The exchange's own mark stays above the stop, so only the
+    guard acting on the bus message can close the position."""
+    open_position(px, "BUY", "0.02")
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    with Publisher(endpoint, "feed") as pub:
+        guard = start_guard(guard={"bus_endpoint": endpoint})
+        eventually(lambda: len(our_stops(px)) == 1, 15.0)
+        trigger = Decimal(our_stops(px)[0]["triggerPrice"])
+        below = float(trigger * Decimal("0.99"))
+
+        def publish_then_check() -> bool:  # PUB/SUB joins late: publish until it is acted on
+            now = time.time_ns() // 1_000_000
+            funding = now + 60_000
+            entries = (bus.MarkEntry("ETHUSDT", 2500.0, 2500.0, 0.0001, funding, now),
+                       bus.MarkEntry("BTCUSDT", below, below, 0.0001, funding, now))  # fmt: skip
+            pub.publish(bus.MARKS_TOPIC, bus.Marks(ts_ms=now, marks=entries))
+            return position(px) == 0
+
+        eventually(publish_then_check, 20.0, 0.2)
+    assert mark(px) > trigger  # the exchange's stop did not fire: the guard closed it
+    decided = guard.log_events("exit_decided")
+    assert decided and "symbol=BTCUSDT" in decided[0] and "reason=stop_loss" in decided[0]
     assert guard.is_running(), guard.log_text()

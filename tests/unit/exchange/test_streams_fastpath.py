@@ -81,3 +81,51 @@ def test_accept_frame_drops_open_klines_but_counts_them_as_valid_messages() -> N
     stats = conn.stats()
     assert (stats.open_klines_dropped, stats.messages, stats.bad_messages) == (1, 1, 1)
     assert stats.last_message_age_s is not None
+
+
+def mark_array(symbols: list[str]) -> tuple[bytes, list[dict[str, Any]]]:
+    """A `!markPrice@arr@1s` frame: Binance's array of the same mark objects, one per symbol."""
+    base = payload("rs_market_data_json_mark_price_stream.json")
+    items = [{**base, "s": s, "p": f"{100 + i}.25000000"} for i, s in enumerate(symbols)]
+    return compact("!markPrice@arr@1s", items), items
+
+
+def test_one_pass_decode_of_a_mark_array_gives_each_symbol_as_its_own_frame_would() -> None:
+    frame, items = mark_array(["BTCUSDT", "ETHUSDT", "FOOUSDT"])
+    fast = b.decode_market_frame(frame)
+    assert fast is not None
+    stream, data, event = fast
+    assert stream == "!markPrice@arr@1s" and json.loads(data) == items
+    assert isinstance(event, b.MarkTicks)
+    assert event.time_ms == items[0]["E"] == 1562305380000
+    assert [t.mark_price for t in event.ticks] == [100.25, 101.25, 102.25]
+    for tick, item in zip(event.ticks, items, strict=True):
+        single = b.decode_market_frame(compact(f"{item['s'].lower()}@markPrice@1s", item))
+        assert single is not None and tick == single[2]
+    message = parse_frame(frame, is_combined=True)
+    assert message.event == event and message.event_time_ms == event.time_ms
+    assert message.event_type == "" and message.kline_open_ms is None
+
+
+def test_a_mark_array_the_one_pass_decode_cannot_take_goes_to_the_general_path() -> None:
+    frame, items = mark_array(["BTCUSDT", "ETHUSDT"])
+    foreign = compact("!markPrice@arr@1s", [items[0], {**items[1], "e": "kline"}])
+    bad_price = frame.replace(b'"p":"101.25000000"', b'"p":"1o1"')
+    empty = compact("!markPrice@arr@1s", [])
+    for bad in (foreign, bad_price, empty, frame[:-2]):
+        assert b.decode_market_frame(bad) is None
+    message = parse_frame(foreign, is_combined=True)  # still a valid frame: the feed decides
+    assert message.event is None and message.stream == "!markPrice@arr@1s"
+
+
+def test_a_repeated_mark_array_is_deduplicated() -> None:
+    settings = load_config("paper", env={}).streams
+    conn = StreamConnection("market-0", _never, ("!markPrice@arr@1s",), settings,
+                            Inbox(10, "drop_oldest"), drops_open_klines=True)  # fmt: skip
+    frame, _ = mark_array(["BTCUSDT", "ETHUSDT"])
+    later, _ = mark_array(["BTCUSDT", "ETHUSDT"])
+    later = later.replace(b'"E":1562305380000', b'"E":1562305381000')
+    assert conn.accept_frame(frame) is not None
+    assert conn.accept_frame(frame) is None  # the overlap of a proactive reconnect
+    assert conn.accept_frame(later) is not None
+    assert (conn.stats().messages, conn.duplicates) == (2, 1)

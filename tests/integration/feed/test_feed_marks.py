@@ -1,0 +1,112 @@
+"""The feed's marks from `!markPrice@arr@1s` (feed.mark_stream = "all"), through its own
+per-message path: a `StreamConnection`'s frame check -> `Inbox` -> `Feed.on_market`, with real
+shared memory and a real ZeroMQ subscriber. One frame becomes one `marks.all` message holding our
+symbols only; shm and the Redis mirror hold each symbol's latest; symbols of the market that are
+not ours are skipped without counting as bad; a malformed array is counted bad once."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from procs.feed import Feed
+from shared import log
+from shared.bus import Publisher, Subscriber, bus_endpoint
+from shared.config import Config, load_config
+from shared.exchange.frames import StreamMessage
+from shared.exchange.inbox import Inbox
+from shared.exchange.streams import StreamConnection
+from shared.schemas import bus
+from shared.shm import KlineReader, KlineWriter, Mark, unlink_segments
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "binance" / "nautilus-docs-derived"
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
+STREAM = "!markPrice@arr@1s"
+
+
+def array_frame(prices: dict[str, str], event_ms: int) -> bytes:
+    """Binance's array of the real mark payload, one element per symbol, all stamped alike."""
+    base = json.loads((FIXTURES / "rs_market_data_json_mark_price_stream.json").read_text())
+    items = [{**base, "E": event_ms, "s": s, "p": p} for s, p in prices.items()]
+    return json.dumps({"stream": STREAM, "data": items}, separators=(",", ":")).encode()
+
+
+@pytest.fixture
+def parts() -> Iterator[tuple[Config, KlineWriter, Publisher, str]]:
+    instance = "marks" + uuid.uuid4().hex[:8]
+    cfg = load_config("paper", env={})
+    cfg = dataclasses.replace(cfg, feed=dataclasses.replace(
+        cfg.feed, symbols=SYMBOLS, disable_rest_fallback=True))  # fmt: skip
+    writer = KlineWriter.open(instance, SYMBOLS, 10)
+    try:
+        with Publisher(bus_endpoint(instance, "feed"), "feed") as publisher:
+            yield cfg, writer, publisher, instance
+    finally:
+        writer.close()
+        unlink_segments(instance)
+
+
+def test_a_mark_array_becomes_one_marks_message_of_our_symbols(
+    parts: tuple[Config, KlineWriter, Publisher, str],
+) -> None:
+    cfg, writer, publisher, instance = parts
+    feed = Feed(cfg, None, writer, publisher, log.get("feed"))  # type: ignore[arg-type]
+    inbox = Inbox(10, "drop_oldest")
+    conn = StreamConnection("market-0", lambda: "", (STREAM,), cfg.streams, inbox,  # type: ignore[arg-type,return-value]
+                            drops_open_klines=True)  # fmt: skip
+    now = time.time_ns() // 1_000_000
+
+    async def push(frame: bytes) -> None:
+        message = conn.accept_frame(frame)
+        if message is not None:
+            await inbox.put(message)
+            item = await inbox.get()
+            assert isinstance(item, StreamMessage)
+            await feed.on_market(item)
+
+    async def scenario() -> list[Any]:
+        got: list[Any] = []
+        with Subscriber([bus_endpoint(instance, "feed")], ["marks.", "mark."]) as sub:
+            await asyncio.sleep(0.3)  # the subscription reaches the publisher
+            market = {"SOLUSDT": "150.5", "ETHUSDT": "2500.25", "BTCUSDT": "65000.5"}
+            await push(array_frame(market, now))
+            await push(array_frame({"SOLUSDT": "151.0"}, now + 1000))  # none of ours
+            foreign = json.loads(array_frame({"BTCUSDT": "1"}, now + 2000))
+            foreign["data"].append({"e": "kline", "E": now + 2000, "s": "ETHUSDT"})
+            await push(json.dumps(foreign, separators=(",", ":")).encode())
+            await push(array_frame({"ETHUSDT": "2600.0", "BTCUSDT": "66000.0"}, now + 3000))
+            while (received := await sub.receive(1.0)) is not None:
+                got.append(received)
+        return got
+
+    got = asyncio.run(scenario())
+    assert [r.topic for r in got] == [bus.MARKS_TOPIC, bus.MARKS_TOPIC]
+    first, last = got[0].payload, got[1].payload
+    assert isinstance(first, bus.Marks) and isinstance(last, bus.Marks)
+    assert first.ts_ms == now and last.seq == first.seq + 1
+    assert [(e.symbol, e.price, e.ts_ms) for e in first.marks] == [
+        ("ETHUSDT", 2500.25, now), ("BTCUSDT", 65000.5, now)]  # fmt: skip
+    assert first.marks[0].funding_rate == 0.00038167  # the real payload's other fields
+    assert first.marks[0].next_funding_time_ms == 1562306400000
+    assert (feed.bad_messages, conn.bad_messages) == (1, 0)  # the array with a kline in it
+
+    reader = KlineReader(instance)
+    try:
+        assert reader.mark("BTCUSDT") == Mark(66000.0, now + 3000)
+        assert reader.mark("ETHUSDT") == Mark(2600.0, now + 3000)
+    finally:
+        reader.close()
+    batch = feed.mirror.take()  # what the next Redis flush writes
+    assert batch.seqs[bus.MARKS_TOPIC] == batch.seqs["mark.BTCUSDT"] == last.seq
+    mark = msgspec.msgpack.decode(batch.latest["mark.ETHUSDT"], type=bus.MarkPrice)
+    assert (mark.price, mark.ts_ms, mark.seq, mark.source) == (2600.0, now + 3000, last.seq, "feed")
+    assert bus.decode(bus.MARKS_TOPIC, batch.latest[bus.MARKS_TOPIC]) == last
