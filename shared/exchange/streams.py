@@ -138,8 +138,7 @@ class StreamConnection:
         self._suspect_reason = ""
         self._task: asyncio.Task[None] | None = None
         self._current: _Socket | None = None
-        self._last_message_s: float | None = None  # monotonic
-        self._last_message_ms = 0  # wall
+        self._last_message_s: float | None = None  # monotonic (wall time: _last_message_ms)
         self.reconnects = 0
         self.rollovers = 0
         self.bad_messages = 0
@@ -217,6 +216,14 @@ class StreamConnection:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await sock.reader
 
+    def _last_message_ms(self) -> int:
+        """Return the wall ms of the last valid message (now when there was none), derived
+        from its monotonic time: the per-frame path stamps only one clock."""
+        now_ms = _wall_ms()
+        if self._last_message_s is None:
+            return now_ms
+        return now_ms - round((time.monotonic() - self._last_message_s) * 1000)
+
     def accept_frame(self, frame: bytes | str, sock: _Socket | None = None) -> StreamMessage | None:
         """Validate, inspect and deduplicate one frame (read on `sock`); return the message to
         queue, or None (malformed: counted and logged, rate-limited; duplicate: counted; an open
@@ -228,7 +235,6 @@ class StreamConnection:
                 sock.last_valid_s = now_s
             self.open_klines_dropped += 1
             self._last_message_s = now_s
-            self._last_message_ms = _wall_ms()
             return None
         try:
             message = parse_frame(frame, self.is_combined)
@@ -246,7 +252,6 @@ class StreamConnection:
             return None
         self.messages += 1
         self._last_message_s = now_s
-        self._last_message_ms = _wall_ms()
         return message
 
     async def _read(self, sock: _Socket) -> str:
@@ -355,7 +360,7 @@ class StreamConnection:
             finally:
                 self._current = None
                 await self._drop(sock)
-            lost = (self._last_message_ms or _wall_ms(), reason)
+            lost = (self._last_message_ms(), reason)
             attempt = next_attempt(attempt, time.monotonic() - sock.opened_s, s.healthy_after_s)
             delay = reconnect_delay_s(attempt, s.reconnect_base_s, s.reconnect_cap_s, self._rng)
             _log.warning("ws_disconnected", connection=self.name, reason=reason,
