@@ -6,8 +6,12 @@ Finishes in about a minute; ends with scripts/bench_shm.py's window read figures
 200 symbols x 500 bars) unless --skip-shm.
 
 Input: combined-stream frames for 200 synthetic symbols (SYM000USDT...) replaying real 1m BTC/ETH
-bars of shared/paper/data: per symbol and minute 60 `markPrice@1s` updates, 60 open `kline_1m`
-updates and the one closed kline, interleaved second by second; all pre-encoded as bytes.
+bars of shared/paper/data: per symbol and minute 60 marks, 60 open `kline_1m` updates and the one
+closed kline, interleaved second by second; all pre-encoded as bytes. The same market updates
+come in two framings: as the feed subscribes (each second's marks of all symbols in one
+`!markPrice@arr@1s` frame, Binance's all-market mark stream) and as the seeds subscribe (one
+`<s>@markPrice@1s` frame per symbol). msg/s counts market updates (one kline update, or one
+symbol's mark), the same number for every path, so the framings compare.
 A second, labelled `realistic_*` run uses Binance's own kline rate instead: a `<s>@kline_<i>`
 stream pushes the current candle every 250 ms when it has trades ("Update Speed: 250ms",
 https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/Kline-Candlestick-Streams),
@@ -15,12 +19,14 @@ so 240 open updates per symbol and minute (every symbol treated as busy) beside 
 
 Optimised path (one process pinned to core 0), exactly the feed's per-message code, with the
 connection option the feed's `StreamPool` uses (`drops_open_klines=True`):
-`StreamConnection.accept_frame` (frame check: an open kline is recognised and dropped there; a
-kline or mark frame is decoded once into its event; dedup) -> `Inbox` put/get ->
-`Feed.on_market` (closed kline: shm append + publish; mark: set_mark + publish; each publish
-also records the struct in the in-memory Redis mirror, encoded only when flushed). The socket
-read, the event loop's scheduling and the Redis flush task (conflated, off the hot path) are
-not included. A real
+`StreamConnection.accept_frame` (frame check: an open kline is recognised by a probe decode and
+dropped there; a kline, mark or mark-array frame is decoded once into its event; dedup) ->
+`Inbox` put/get -> `Feed.on_market` (closed kline: shm append + publish; mark array: one
+`set_marks` into shm + one `marks.all` publish; each publish also records the struct in the
+in-memory Redis mirror, encoded only when flushed). `optimised_symbol_marks` runs the same code
+on the per-symbol mark frames (feed.mark_stream = "symbol": set_mark + one publish per mark).
+The socket read, the event loop's scheduling and the Redis flush task (conflated, off the hot
+path) are not included. A real
 `Subscriber` drains the bus in another process on another core (with ZeroMQ's I/O thread). It
 cannot keep up with a burst this fast: it falls behind, and past its RCVHWM with ZMTP heartbeats
 on it may abort (libzmq#3937); the output says whether it was alive, because the publisher's
@@ -72,7 +78,7 @@ MINUTES = 9  # 200 symbols x 121 messages x 9 minutes = 217,800 messages
 REALISTIC_MINUTES = 4  # 200 symbols x 301 messages x 4 minutes = 240,800 messages
 REALISTIC_OPEN_PER_S = 4  # open kline updates per symbol and second (Binance: every 250 ms)
 REDIS_MESSAGES = 10_000  # the Redis baseline runs on this prefix (one round trip per message)
-LATENCY_MESSAGES = 108_900  # the latency pass runs on this prefix (the first 4.5 minutes)
+LATENCY_SHARE = 0.5  # the latency pass runs on this share of the frames (the first 4.5 minutes)
 KLINES_DIR = ROOT / "shared" / "paper" / "data" / "klines"
 HOT_CORE = 0
 
@@ -104,17 +110,30 @@ def kline_frame(symbol: str, bar: dict[str, float], event_ms: int, close: float,
     return json.dumps({"stream": stream, "data": data}, separators=(",", ":")).encode()
 
 
-def mark_frame(symbol: str, event_ms: int, price: float) -> bytes:
-    data = {"e": "markPriceUpdate", "E": event_ms, "s": symbol, "p": f"{price:.8f}",
+def mark_data(symbol: str, event_ms: int, price: float) -> dict[str, Any]:
+    return {"e": "markPriceUpdate", "E": event_ms, "s": symbol, "p": f"{price:.8f}",
             "i": f"{price * 0.9999:.8f}", "P": f"{price:.8f}", "r": "0.00010000",
             "T": (event_ms // 28_800_000 + 1) * 28_800_000}  # fmt: skip
+
+
+def mark_frame(symbol: str, event_ms: int, price: float) -> bytes:
     stream = f"{symbol.lower()}@markPrice@1s"
+    data = mark_data(symbol, event_ms, price)
     return json.dumps({"stream": stream, "data": data}, separators=(",", ":")).encode()
 
 
-def build_frames(minutes: int = MINUTES, open_per_s: int = 1) -> tuple[list[bytes], dict[str, int]]:
-    """Return the frames in arrival order and how many of each kind: per symbol and second one
-    mark and `open_per_s` open kline updates (evenly spaced), then each minute's closed kline."""
+def mark_array_frame(marks: list[dict[str, Any]]) -> bytes:
+    """`!markPrice@arr@1s`: every symbol's mark in one frame (Binance stamps them alike)."""
+    stream = "!markPrice@arr@1s"
+    return json.dumps({"stream": stream, "data": marks}, separators=(",", ":")).encode()
+
+
+def build_frames(minutes: int = MINUTES, open_per_s: int = 1,
+                 mark_array: bool = False) -> tuple[list[bytes], dict[str, int]]:  # fmt: skip
+    """Return the frames in arrival order and how many updates of each kind: per symbol and
+    second one mark and `open_per_s` open kline updates (evenly spaced), then each minute's
+    closed kline. `mark_array`: each second's marks come as one `!markPrice@arr@1s` frame (as
+    the feed subscribes), not as one `<s>@markPrice@1s` frame per symbol (as the seeds do)."""
     sources = {
         "BTCUSDT": load_bars("BTCUSDT", minutes + 1),
         "ETHUSDT": load_bars("ETHUSDT", minutes + 1),
@@ -124,21 +143,26 @@ def build_frames(minutes: int = MINUTES, open_per_s: int = 1) -> tuple[list[byte
     for minute in range(minutes):
         for second in range(60):
             for part in range(open_per_s):
+                second_marks: list[dict[str, Any]] = []
                 for i, symbol in enumerate(SYMBOLS):
                     bar = sources["BTCUSDT" if i % 2 == 0 else "ETHUSDT"][minute]
                     event_ms = int(bar["open_time"]) + second * 1000 + part * 1000 // open_per_s
-                    event_ms += i
                     frac = (second + (part + 1) / open_per_s) / 60
                     price = bar["open"] + (bar["close"] - bar["open"]) * frac
                     high, low = max(bar["high"], price), min(bar["low"], price)
                     volume = bar["volume"] * frac
-                    if part == 0:
-                        frames.append(mark_frame(symbol, event_ms, price))
+                    if part == 0 and mark_array:
+                        second_marks.append(mark_data(symbol, event_ms, price))
+                        counts["mark"] += 1
+                    elif part == 0:
+                        frames.append(mark_frame(symbol, event_ms + i, price))
                         counts["mark"] += 1
                     frames.append(
-                        kline_frame(symbol, bar, event_ms, price, high, low, volume, False)
+                        kline_frame(symbol, bar, event_ms + i, price, high, low, volume, False)
                     )
                     counts["kline_open"] += 1
+                if second_marks:
+                    frames.append(mark_array_frame(second_marks))
         for i, symbol in enumerate(SYMBOLS):  # the closing update, just after the minute
             bar = sources["BTCUSDT" if i % 2 == 0 else "ETHUSDT"][minute]
             event_ms = int(bar["close_time"]) + 1 + i
@@ -166,10 +190,11 @@ def drive(coro: Coroutine[Any, Any, Any]) -> Any:
     raise RuntimeError("bench: the hot path awaited something")
 
 
-def measure(make: Callable[[], Handler], frames: list[bytes], passes: int = 2,
+def measure(make: Callable[[], Handler], frames: list[bytes], updates: int, passes: int = 2,
             has_latency: bool = True) -> dict[str, float]:  # fmt: skip
-    """Return msg/s (best and worst of `passes` untimed passes, each with fresh state) and
-    latency percentiles (one more pass timing every message with perf_counter_ns, which adds
+    """Return market updates per second (`updates`: how many the frames carry; best and worst of
+    `passes` untimed passes, each with fresh state) and per-frame latency percentiles (one more
+    pass over the first LATENCY_SHARE of the frames timing each with perf_counter_ns, which adds
     about 0.1 us to each sample)."""
     rates = []
     for _ in range(passes):
@@ -177,11 +202,12 @@ def measure(make: Callable[[], Handler], frames: list[bytes], passes: int = 2,
         gc.collect()
         started = time.perf_counter()
         drive(handler(frames, None))
-        rates.append(len(frames) / (time.perf_counter() - started))
-    result = {"msgs": len(frames), "msg_per_s": max(rates), "worst_msg_per_s": min(rates)}
+        rates.append(updates / (time.perf_counter() - started))
+    result = {"msgs": updates, "frames": len(frames), "msg_per_s": max(rates),
+              "worst_msg_per_s": min(rates)}  # fmt: skip
     if not has_latency:
         return result
-    timed = frames[:LATENCY_MESSAGES]
+    timed = frames[: int(len(frames) * LATENCY_SHARE)]
     samples = np.empty(len(timed), np.int64)
     handler = make()
     gc.collect()
@@ -296,7 +322,8 @@ def baseline(sock: zmq.Socket[bytes], client: redis.Redis | None) -> Handler:
 
 
 def line(label: str, r: dict[str, float]) -> str:
-    head = f"{label:22s} {r['msgs']:>8,d} {r['msg_per_s']:>9,.0f} {r['worst_msg_per_s']:>9,.0f}"
+    head = (f"{label:27s} {int(r['msgs']):>8,d} {int(r['frames']):>8,d} {r['msg_per_s']:>9,.0f} "
+            f"{r['worst_msg_per_s']:>9,.0f}")  # fmt: skip
     if "p50_us" not in r:
         return f"{head}   (throughput only)"
     return (f"{head} {r['p50_us']:>7.1f} {r['p99_us']:>7.1f} {r['p999_us']:>8.1f} "
@@ -307,8 +334,12 @@ def main() -> None:
     cfg = load_config("paper")
     cfg = dataclasses.replace(cfg, feed=dataclasses.replace(cfg.feed, symbols=tuple(SYMBOLS)))
     log.setup("bench", "WARNING")
-    frames, counts = build_frames()
+    frames, counts = build_frames()  # the seeds' streams: one mark frame per symbol
+    arr_frames, arr_counts = build_frames(mark_array=True)  # the feed's streams
     realistic, realistic_counts = build_frames(REALISTIC_MINUTES, REALISTIC_OPEN_PER_S)
+    arr_realistic, _ = build_frames(REALISTIC_MINUTES, REALISTIC_OPEN_PER_S, mark_array=True)
+    assert arr_counts == counts  # the same market updates either way
+    updates, realistic_updates = sum(counts.values()), sum(realistic_counts.values())
     if len(os.sched_getaffinity(0)) > 1:  # ZeroMQ's I/O thread, made with the first socket
         zmq.Context.instance().set(
             zmq.THREAD_AFFINITY_CPU_ADD, max(os.sched_getaffinity(0) - {HOT_CORE})
@@ -332,17 +363,24 @@ def main() -> None:
         os.sched_setaffinity(0, {HOT_CORE})
         optimised = Optimised(cfg, publisher)
         try:
-            results = {"optimised": measure(optimised.handler, frames)}
+            results = {"optimised": measure(optimised.handler, arr_frames, updates)}
             # The publisher's cost depends on whether the subscriber is still draining.
             alive_then, received_then = drainer.is_alive(), sub_counts[0]
+            redis_frames = frames[:REDIS_MESSAGES]
             results |= {
-                "baseline_no_redis": measure(lambda: baseline(raw_pub, None), frames),
+                "optimised_symbol_marks": measure(optimised.handler, frames, updates),
+                "baseline_no_redis": measure(lambda: baseline(raw_pub, None), frames, updates),
                 "baseline_redis_set": measure(
-                    lambda: baseline(raw_pub, client), frames[:REDIS_MESSAGES], passes=1
+                    lambda: baseline(raw_pub, client), redis_frames, len(redis_frames), passes=1
                 ),
-                "realistic_optimised": measure(optimised.handler, realistic, has_latency=False),
+                "realistic_optimised": measure(
+                    optimised.handler, arr_realistic, realistic_updates, has_latency=False
+                ),
                 "realistic_baseline_no_redis": measure(
-                    lambda: baseline(raw_pub, None), realistic, has_latency=False
+                    lambda: baseline(raw_pub, None),
+                    realistic,
+                    realistic_updates,
+                    has_latency=False,
                 ),
             }
         finally:
@@ -359,12 +397,23 @@ def main() -> None:
 
     print("bench_feed: per-message path, one process pinned to core 0")
     frame_bytes = sum(map(len, frames)) // len(frames)
-    print(f"input symbols={len(SYMBOLS)} minutes={MINUTES} messages={len(frames)} "
+    print(f"input symbols={len(SYMBOLS)} minutes={MINUTES} updates={updates} "
           f"kline_open={counts['kline_open']} kline_closed={counts['kline_closed']} "
-          f"mark={counts['mark']} bytes_per_frame={frame_bytes}")  # fmt: skip
+          f"mark={counts['mark']}; as the seeds' frames: {len(frames)} frames, "
+          f"{frame_bytes} bytes each; as the feed's frames (marks in one !markPrice@arr@1s "
+          f"frame per second): {len(arr_frames)} frames")  # fmt: skip
     print(
-        "optimised=accept_frame(parse+dedup) -> inbox -> Feed.on_market(decode, shm, "
-        "publish, redis mirror in memory); redis flush task is off the hot path, not measured"
+        "optimised=the feed's streams (!markPrice@arr@1s + <s>@kline_1m): accept_frame(parse+"
+        "dedup) -> inbox -> Feed.on_market(decode, shm, publish: one marks.all message per "
+        "array frame, redis mirror in memory); redis flush task is off the hot path, not measured"
+    )
+    print(
+        "optimised_symbol_marks=the same code on the seeds' per-symbol <s>@markPrice@1s frames "
+        '(feed.mark_stream = "symbol"): one mark.<S> message per mark'
+    )
+    print(
+        "msg/s=market updates per second (a kline update, or one symbol's mark) carried by the "
+        "frames, the same updates for every path"
     )
     print(
         "baseline=json.loads, dict cache, json.dumps + PUB send; redis variant: sync SET per "
@@ -374,9 +423,10 @@ def main() -> None:
         "scope=per-message processing only; socket reads and connection count "
         "(seed: one per symbol) are not simulated"
     )
-    print(f"latency=every message of the first {LATENCY_MESSAGES} timed with perf_counter_ns "
-          "on a separate pass (fresh state)")  # fmt: skip
-    print(f"realistic input minutes={REALISTIC_MINUTES} messages={len(realistic)} "
+    print(f"latency=per frame (an array frame carries {len(SYMBOLS)} marks), the first "
+          f"{LATENCY_SHARE:.0%} of the frames timed with perf_counter_ns on a separate pass "
+          "(fresh state)")  # fmt: skip
+    print(f"realistic input minutes={REALISTIC_MINUTES} updates={realistic_updates} "
           f"kline_open={realistic_counts['kline_open']} "
           f"kline_closed={realistic_counts['kline_closed']} mark={realistic_counts['mark']} "
           "(Binance kline update speed 250 ms: 4 open updates per symbol-second)")  # fmt: skip
@@ -388,7 +438,7 @@ def main() -> None:
         "msg/s=best of 2 passes (worst beside it), 1 pass for baseline_redis_set; each pass "
         "starts from fresh state"
     )
-    print(f"{'path':22s} {'messages':>8s} {'msg/s':>9s} {'worst':>9s} {'p50_us':>7s} "
+    print(f"{'path':27s} {'updates':>8s} {'frames':>8s} {'msg/s':>9s} {'worst':>9s} {'p50_us':>7s} "
           f"{'p99_us':>7s} {'p99.9_us':>8s} {'max_us':>8s}")  # fmt: skip
     for label, r in results.items():
         print(line(label, r))
