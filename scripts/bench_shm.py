@@ -8,6 +8,9 @@ views, one vectorized seqlock check before and after). Redis: a private redis-se
 (as the tests do), one key per symbol holding the window as raw float64 bytes (the cheapest
 possible serialization), read with GET, or with one MGET for all symbols, then decoded with numpy.
 
+`KlineReader.block` gives all 200 windows as one (200, 500, 11) view when their rings end at the
+same row (the symbols took the same number of appends, as here and in a running feed).
+
 A view costs almost nothing until it is used, so the last line adds a trivial computation (sum of
 the close column of every window) to both sides: shm views + sum + validate versus Redis MGET +
 decode + sum. No writer runs during the timing, so every validation succeeds.
@@ -84,7 +87,21 @@ def main() -> None:
         assert not reader.validate(views)
         return sums
 
-    assert shm_all_views_sum() == [float(windows[s][:, KlineColumn.CLOSE].sum()) for s in SYMBOLS]
+    def shm_block() -> object:
+        block = reader.block(SYMBOLS, BARS)
+        assert block is not None and not block.stale()
+        return block
+
+    def shm_block_sum() -> object:
+        block = reader.block(SYMBOLS, BARS)
+        assert block is not None
+        sums = block.rows[:, :, KlineColumn.CLOSE].sum(axis=1).tolist()
+        assert not block.stale()
+        return sums
+
+    expected_sums = [float(windows[s][:, KlineColumn.CLOSE].sum()) for s in SYMBOLS]
+    assert shm_all_views_sum() == expected_sums
+    assert np.allclose(shm_block_sum(), expected_sums, rtol=1e-12)  # type: ignore[arg-type]
 
     with tempfile.TemporaryDirectory(prefix="slt-bench-") as tmp, redis_server(Path(tmp)) as srv:
         client = redis.Redis(port=srv.port, socket_timeout=5, socket_connect_timeout=5)
@@ -113,6 +130,10 @@ def main() -> None:
              per_call_us(shm_all_views), redis_all_us),
             ("all windows views + sum(close) + validate vs MGET + decode + sum(close)",
              per_call_us(shm_all_views_sum), per_call_us(redis_all_sum)),
+            ("all windows as one block view + stale check (200 x 500)",
+             per_call_us(shm_block), redis_all_us),
+            ("one block view + sum(close) + stale check vs MGET + decode + sum(close)",
+             per_call_us(shm_block_sum), per_call_us(redis_all_sum)),
         ]  # fmt: skip
         client.close()
     reader.close()

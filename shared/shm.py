@@ -3,7 +3,8 @@
 The feed is the only writer (`KlineWriter`; one feed per instance is enforced by
 `shared.bus.bind_instance_lock`); every other process attaches read-only (`KlineReader`) and
 either copies the last N bars under a per-symbol seqlock (`window`), or borrows them as read-only
-numpy views and validates them after computing (`view`, `views`, `validate`; see `WindowView`).
+numpy views and validates them after computing (`view`, `views`, `validate`; see `WindowView`;
+`block`: the windows of consecutive symbols as one view when their rings line up, `WindowBlock`).
 Segment `slt-<instance>-klines`, layout version `LAYOUT_VERSION` (shm_layout.py):
 
     header      128 B   segment.py's common header; params = symbol_count, window_bars, columns
@@ -65,7 +66,7 @@ from shared.shm_layout import (
     ring_rows_of,
     window_rows,
 )
-from shared.shm_views import SegmentViews, WindowView
+from shared.shm_views import SegmentViews, WindowBlock, WindowView
 
 __all__ = [
     "COLUMN_COUNT",
@@ -75,6 +76,7 @@ __all__ = [
     "KlineReader",
     "KlineWriter",
     "Mark",
+    "WindowBlock",
     "WindowView",
     "decode_symbols",
     "encode_symbols",
@@ -356,6 +358,34 @@ class KlineReader:
         for j in np.flatnonzero(is_unstable).tolist():
             out[j] = self.view(symbols[j], bars)  # being written: bounded retries
         return out
+
+    def block(self, symbols: Sequence[str], bars: int) -> WindowBlock | None:
+        """Return the last `bars` bars of `symbols` as one (n, bars, C) read-only view, or None
+        when that cannot be one view: the symbols are not consecutive slots of the segment in
+        its order, a ring ends at another row or holds fewer than `bars` bars, or a record is
+        being written (use `views` then). Compute on it, then call its `stale()`.
+        """
+        self._ensure_current()
+        v = self._views
+        n, window = len(symbols), v.layout.window_bars
+        first = v.slots.get(symbols[0]) if n else None
+        if (
+            first is None
+            or not 0 < bars <= window
+            or v.symbols[first : first + n] != tuple(symbols)
+        ):
+            return None
+        seq_before = v.row_seqs[first : first + n].copy()
+        meta = v.meta[first : first + n].copy()
+        seq_after = v.row_seqs[first : first + n]
+        if ((seq_before != seq_after) | (seq_before & 1 != 0)).any():
+            return None
+        ends = meta[:, M_COUNT] % window + window  # shm_layout.window_rows, vectorized
+        if (ends != ends[0]).any() or (meta[:, M_LENGTH] < bars).any():
+            return None
+        end = int(ends[0])
+        rows = v.data[first : first + n, end - bars : end]
+        return WindowBlock(tuple(symbols), rows, seq_before, v, first, window - bars)
 
     def validate(self, views: Sequence[WindowView]) -> list[str]:
         """Return the symbols of the views that are no longer valid, in order (empty: all good).

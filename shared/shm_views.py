@@ -123,3 +123,40 @@ class WindowView:
             return False
         seq_now = int(v.row_seqs[self._slot])
         return view_survives(self.seq, seq_now, v.layout.window_bars, len(self.rows))
+
+
+class WindowBlock:
+    """The newest `k` bars of n consecutive symbols of the segment as ONE read-only numpy view
+    (n, k, len(KlineColumn)), no copy: what `KlineReader.block` returns when every ring ends at
+    the same row (the symbols took the same number of appends, the steady state of a feed that
+    appends one bar per symbol per minute).
+
+    Same contract as WindowView, for all symbols at once: compute on `rows`, then call
+    `stale()`; the symbols it names may have been overwritten under the computation (recompute
+    those, or all). `seqs` holds each symbol's even seq when the block was taken.
+    """
+
+    __slots__ = ("_first", "_room", "_views", "rows", "seqs", "symbols")
+
+    def __init__(self, symbols: tuple[str, ...], rows: npt.NDArray[np.float64],
+                 seqs: npt.NDArray[np.int64], views: SegmentViews, first: int,
+                 room: int) -> None:  # fmt: skip
+        self.symbols = symbols
+        self.rows = rows
+        self.seqs = seqs
+        self._views = views
+        self._first = first
+        self._room = room  # appends every row survives: window_bars - k
+
+    def __repr__(self) -> str:
+        return f"WindowBlock(symbols={len(self.symbols)}, bars={self.rows.shape[1]})"
+
+    def stale(self) -> list[str]:
+        """Return the symbols whose rows may have changed since the block was taken (all of
+        them once the segment is retired), in order; empty: every row is as it was."""
+        v = self._views
+        if int(v.is_retired[0]) != 0:
+            return list(self.symbols)
+        now = v.row_seqs[self._first : self._first + len(self.symbols)]
+        begun = (now - self.seqs + 1) // 2  # shm_layout.appends_begun, vectorized
+        return [self.symbols[j] for j in np.flatnonzero(begun > self._room).tolist()]

@@ -70,7 +70,16 @@ def _now_ms() -> int:
 def read_windows(reader: KlineReader, symbols: tuple[str, ...],
                  minute_ms: int) -> tuple[list[str], npt.NDArray[np.float64]]:  # fmt: skip
     """Return the symbols whose shm window ends with the bar opened at `minute_ms`, and those
-    windows (n, WINDOW_BARS, 6), copied and validated (a torn or overwritten view is dropped)."""
+    windows (n, WINDOW_BARS, 6), copied and validated (a torn or overwritten view is dropped).
+    All symbols lined up in the segment (the usual case) are read as one block view."""
+    block = reader.block(symbols, fe.WINDOW_BARS)
+    if block is not None and (block.rows[:, -1, 0] == minute_ms).all():
+        windows = block.rows[:, :, :6].copy()
+        stale = set(block.stale())
+        if not stale:
+            return list(symbols), windows
+        keep = [i for i, s in enumerate(symbols) if s not in stale]
+        return [symbols[i] for i in keep], windows[keep]
     views = reader.views(symbols, fe.WINDOW_BARS)
     ready = [v for v in views if len(v.rows) == fe.WINDOW_BARS
              and int(v.rows[-1, 0]) == minute_ms]  # fmt: skip

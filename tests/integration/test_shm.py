@@ -360,6 +360,69 @@ def test_view_is_invalidated_exactly_when_the_ring_wraps_past_it(instance: str) 
     writer.close()
 
 
+def test_block_is_one_view_of_lined_up_windows_and_none_otherwise(instance: str) -> None:
+    writer = KlineWriter.open(instance, SYMBOLS, 10)
+    for k in range(13):
+        for symbol in SYMBOLS:
+            writer.append(symbol, bar(k))
+    reader = KlineReader(instance)
+    block = reader.block(SYMBOLS, 4)
+    assert block is not None and block.symbols == tuple(SYMBOLS)
+    assert block.rows.shape == (3, 4, COLUMN_COUNT)
+    assert not block.rows.flags.writeable and not block.rows.flags.owndata
+    for j, symbol in enumerate(SYMBOLS):
+        assert block.rows[j].tolist() == reader.window(symbol, 4).tolist()
+    assert block.seqs.tolist() == [reader.view(s, 4).seq for s in SYMBOLS]
+    assert block.stale() == []
+    assert reader.block(SYMBOLS[1:], 10) is not None  # consecutive slots, full windows
+    assert reader.block(["BTCUSDT", "XRPUSDT"], 4) is None  # not consecutive
+    assert reader.block(SYMBOLS[::-1], 4) is None  # not in segment order
+    assert reader.block(["SOLUSDT"], 4) is None and reader.block([], 4) is None
+    assert reader.block(SYMBOLS, 11) is None  # more bars than the ring holds
+    # 6 more appends of BTC only (window - bars): the block's rows are untouched, but the rings
+    # no longer end at the same row, so a new block cannot be one view.
+    for k in range(13, 19):
+        writer.append("BTCUSDT", bar(k))
+        assert block.stale() == []
+    assert reader.block(SYMBOLS, 4) is None
+    writer.append("BTCUSDT", bar(19))  # the 7th wraps past the block's oldest BTC bar
+    assert block.stale() == ["BTCUSDT"]
+    writer.close()
+    fresh = KlineWriter.open(instance, SYMBOLS, 20)  # the segment is replaced (retired)
+    assert block.stale() == SYMBOLS
+    fresh.close()
+    reader.close()
+
+
+def test_every_fresh_block_read_while_a_writer_process_hammers_is_exact(
+    instance: str, writers: list[subprocess.Popen[str]]
+) -> None:
+    assert start_writer(writers, instance, 100, -1)[1] == "ready True 0"
+    reader = reader_ready(instance, 100)
+    taken = stale = none = 0
+    for i in range(1_000):
+        block = None
+        for _ in range(100_000):  # the writer spends most of its time between symbols of a bar
+            block = reader.block(SYMBOLS, 60)
+            if block is not None:
+                break
+            none += 1
+        assert block is not None, "the rings never lined up"
+        if i % 4 == 1:
+            time.sleep(0.0005)  # a slow computation: the writer wraps past some blocks
+        rows = block.rows.copy()
+        gone = set(block.stale())
+        for j, symbol in enumerate(block.symbols):
+            if symbol in gone:
+                stale += 1
+                continue
+            taken += 1
+            assert_consistent(rows[j])
+            assert rows[j, -1, KlineColumn.OPEN_TIME_MS] == expected_newest_ms(int(block.seqs[j]))
+    assert taken > 1_000 and stale > 0 and none > 0, (taken, stale, none)
+    reader.close()
+
+
 def test_views_of_a_replaced_segment_are_invalid_and_the_next_views_reattach(
     instance: str,
 ) -> None:
