@@ -219,7 +219,8 @@ async def reconcile_loop(guard: Guard, cfg: Config, logger: log.EventLogger) -> 
 
 async def user_events(guard: Guard, stream: UserDataStream, logger: log.EventLogger,
                       pending: set[str], wake: asyncio.Event) -> None:  # fmt: skip
-    """React to fills, closes and cancelled stops at once: reconcile the symbol concerned."""
+    """React to fills, closes, cancelled stops and margin calls at once: reconcile the symbol
+    concerned (a margin call is also alerted, and its mark judged by the exit rules)."""
     while True:
         item = await stream.get()
         guard.progress["user_data"] = time.monotonic_ns()
@@ -238,6 +239,14 @@ async def user_events(guard: Guard, stream: UserDataStream, logger: log.EventLog
                 pending.add(p.symbol)
         elif isinstance(event, (b.OrderUpdate, b.AlgoUpdate)):
             pending.add(event.symbol)
+        elif isinstance(event, b.MarginCall):
+            for m in event.positions:  # liquidation is near: say so, and judge it now
+                await guard.alerter.send(
+                    "margin_call", f"margin call on {m.symbol}: position {m.amount} at mark "
+                    f"{m.mark_price}, maintenance margin {m.maintenance_margin}, unrealized "
+                    f"{m.unrealized_pnl}; liquidation is near", m.symbol)  # fmt: skip
+                await guard.on_mark(m.symbol, m.mark_price, event.event_time_ms)
+                pending.add(m.symbol)
         wake.set()
 
 

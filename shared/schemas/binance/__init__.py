@@ -81,10 +81,13 @@ from shared.schemas.binance.trading import (
     decode_user_trades,
 )
 from shared.schemas.binance.userdata import (
+    AccountConfigUpdate,
     AccountUpdate,
     AlgoUpdate,
     BalanceChange,
     ListenKeyExpired,
+    MarginCall,
+    MarginCallPosition,
     OrderUpdate,
     PositionChange,
     TradeLite,
@@ -93,6 +96,7 @@ from shared.schemas.binance.userdata import (
 __all__ = [
     "KNOWN_EVENT_TYPES",
     "Account",
+    "AccountConfigUpdate",
     "AccountPosition",
     "AccountUpdate",
     "AlgoCancel",
@@ -111,6 +115,8 @@ __all__ = [
     "Leverage",
     "LeverageBracket",
     "ListenKeyExpired",
+    "MarginCall",
+    "MarginCallPosition",
     "MarkPrice",
     "MarkTick",
     "MarkTicks",

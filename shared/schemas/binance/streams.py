@@ -22,9 +22,11 @@ from shared.schemas.binance.base import Codec, Readable, Wire
 from shared.schemas.binance.market import Kline, MarkPrice
 from shared.schemas.binance.userdata import (
     USER_DATA_CODECS,
+    AccountConfigUpdate,
     AccountUpdate,
     AlgoUpdate,
     ListenKeyExpired,
+    MarginCall,
     OrderUpdate,
     TradeLite,
 )
@@ -302,7 +304,7 @@ class UnknownEvent(Readable, frozen=True, kw_only=True):
 
 StreamEvent = (
     KlineUpdate | MarkPrice | BookTicker | AccountUpdate | OrderUpdate | AlgoUpdate | TradeLite
-    | ListenKeyExpired | UnknownEvent
+    | ListenKeyExpired | MarginCall | AccountConfigUpdate | UnknownEvent
 )  # fmt: skip
 
 _CODECS: dict[str, Codec[Any, Any]] = {

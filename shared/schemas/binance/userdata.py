@@ -1,5 +1,5 @@
-"""Binance user-data events (§6.3-§6.7): ACCOUNT_UPDATE, ORDER_TRADE_UPDATE, ALGO_UPDATE,
-TRADE_LITE and listenKeyExpired."""
+"""Binance user-data events (§6.3-§6.8): ACCOUNT_UPDATE, ORDER_TRADE_UPDATE, ALGO_UPDATE,
+TRADE_LITE, listenKeyExpired, MARGIN_CALL and ACCOUNT_CONFIG_UPDATE."""
 
 from __future__ import annotations
 
@@ -304,10 +304,103 @@ def to_listen_key_expired(w: _ListenKeyExpiredWire) -> ListenKeyExpired:
     return ListenKeyExpired(event_time_ms=event_time_ms, listen_key=w.listenKey)
 
 
+# ---- MARGIN_CALL and ACCOUNT_CONFIG_UPDATE (§6.8) ----------------------------------------------
+
+
+class _MarginCallRowWire(Wire, frozen=True):
+    s: str  # symbol
+    ps: str  # position side
+    pa: Decimal  # position amount
+    mt: str  # margin type CROSSED | ISOLATED
+    iw: Decimal  # isolated wallet (0 for cross)
+    mp: Decimal  # mark price
+    up: Decimal  # unrealized PnL
+    mm: Decimal  # maintenance margin required
+
+
+class _MarginCallWire(Wire, frozen=True):
+    e: str  # "MARGIN_CALL"
+    E: int  # event time, ms
+    p: list[_MarginCallRowWire]  # the positions concerned
+    cw: Decimal | None = None  # cross wallet balance: only for a cross margin call
+
+
+class MarginCallPosition(Readable, frozen=True, kw_only=True):
+    symbol: str
+    position_side: str
+    amount: Decimal
+    margin_type: str  # CROSSED | ISOLATED
+    isolated_wallet: Decimal
+    mark_price: Decimal
+    unrealized_pnl: Decimal
+    maintenance_margin: Decimal
+
+
+class MarginCall(Readable, frozen=True, kw_only=True):
+    """The account's margin ratio reached the exchange's margin-call level: liquidation is near."""
+
+    event_time_ms: int
+    cross_wallet_balance: Decimal | None
+    positions: tuple[MarginCallPosition, ...]
+
+
+def to_margin_call(w: _MarginCallWire) -> MarginCall:
+    """Return the margin call."""
+    return MarginCall(
+        event_time_ms=w.E, cross_wallet_balance=w.cw,
+        positions=tuple(
+            MarginCallPosition(symbol=r.s, position_side=r.ps, amount=r.pa, margin_type=r.mt,
+                               isolated_wallet=r.iw, mark_price=r.mp, unrealized_pnl=r.up,
+                               maintenance_margin=r.mm)
+            for r in w.p
+        ),
+    )  # fmt: skip
+
+
+class _LeverageConfigWire(Wire, frozen=True):
+    s: str  # symbol
+    l: int  # leverage  # noqa: E741 (Binance's name)
+
+
+class _MultiAssetsConfigWire(Wire, frozen=True):
+    j: bool  # multi-assets mode
+
+
+class _AccountConfigUpdateWire(Wire, frozen=True):
+    e: str  # "ACCOUNT_CONFIG_UPDATE"
+    E: int  # event time, ms
+    T: int  # transaction time, ms
+    ac: _LeverageConfigWire | None = None  # after POST /fapi/v1/leverage
+    ai: _MultiAssetsConfigWire | None = None  # after a multi-assets mode change
+
+
+class AccountConfigUpdate(Readable, frozen=True, kw_only=True):
+    """A symbol's leverage (or the multi-assets mode) changed."""
+
+    event_time_ms: int
+    transaction_time_ms: int
+    symbol: str | None
+    leverage: int | None
+    is_multi_assets: bool | None
+
+
+def to_account_config_update(w: _AccountConfigUpdateWire) -> AccountConfigUpdate:
+    """Return the configuration change; raises ValidationError when it names neither kind."""
+    if w.ac is None and w.ai is None:
+        raise msgspec.ValidationError("Object has neither `ac` nor `ai` - at `$`")
+    return AccountConfigUpdate(
+        event_time_ms=w.E, transaction_time_ms=w.T,
+        symbol=w.ac.s if w.ac else None, leverage=w.ac.l if w.ac else None,
+        is_multi_assets=w.ai.j if w.ai else None,
+    )  # fmt: skip
+
+
 USER_DATA_CODECS: dict[str, Codec[Any, Any]] = {
     "ACCOUNT_UPDATE": Codec(_AccountUpdateWire, to_account_update),
     "ORDER_TRADE_UPDATE": Codec(_OrderTradeUpdateWire, to_order_update),
     "ALGO_UPDATE": Codec(_AlgoUpdateWire, to_algo_update),
     "TRADE_LITE": Codec(_TradeLiteWire, to_trade_lite),
     "listenKeyExpired": Codec(_ListenKeyExpiredWire, to_listen_key_expired),
+    "MARGIN_CALL": Codec(_MarginCallWire, to_margin_call),
+    "ACCOUNT_CONFIG_UPDATE": Codec(_AccountConfigUpdateWire, to_account_config_update),
 }

@@ -270,3 +270,23 @@ def test_a_marks_all_message_on_the_feed_bus_drives_the_guards_exit(px, start_gu
     decided = guard.log_events("exit_decided")
     assert decided and "symbol=BTCUSDT" in decided[0] and "reason=stop_loss" in decided[0]
     assert guard.is_running(), guard.log_text()
+
+
+def test_a_margin_call_is_alerted_and_the_position_judged_at_once(px, start_guard):
+    """125x isolated: the paper exchange's margin call (maintenance / margin balance >= 0.8)
+    comes about 0.3 % below the entry, before the liquidation (0.4 %) and far before the 2 %
+    stop. The guard alerts it from its user-data stream and keeps the position protected."""
+    rest(px, "POST", "/fapi/v1/marginType", symbol="BTCUSDT", marginType="ISOLATED")
+    rest(px, "POST", "/fapi/v1/leverage", symbol="BTCUSDT", leverage=125)
+    open_position(px, "BUY", "0.02")
+    guard = start_guard(exits={"liquidation_buffer_pct": 0.01})
+    eventually(lambda: len(our_stops(px)) == 1, 15.0)
+    row = rest(px, "GET", "/fapi/v3/positionRisk", symbol="BTCUSDT")[0]
+    entry, liquidation = Decimal(row["entryPrice"]), Decimal(row["liquidationPrice"])
+    assert entry * Decimal("0.995") < liquidation < entry * Decimal("0.997")
+    control(px, "/_sim/price", symbol="BTCUSDT", price=str(liquidation + (entry - liquidation) / 5))
+    calls = lambda: [a for a in guard.log_events("alert") if "kind=margin_call" in a]  # noqa: E731
+    alerts = eventually(calls, 15.0)
+    assert "symbol=BTCUSDT" in alerts[0] and "liquidation is near" in alerts[0]  # type: ignore[index]
+    assert position(px) == Decimal("0.02") and len(our_stops(px)) == 1  # still protected
+    assert guard.is_running(), guard.log_text()

@@ -218,3 +218,50 @@ def test_combined_wrapper_around_an_unknown_event_keeps_the_stream_name() -> Non
 def test_malformed_json_is_a_decode_error() -> None:
     with pytest.raises(msgspec.DecodeError):
         decode_event(b'{"e":"kline",')
+
+
+# MARGIN_CALL and ACCOUNT_CONFIG_UPDATE: Binance's documented examples (BINANCE-API.md §6.8, field
+# list confirmed by the SDK models), and what the paper exchange emits (shared/paper/events.py).
+MARGIN_CALL = (
+    b'{"e":"MARGIN_CALL","E":1587727187525,"cw":"3.16812045","p":[{"s":"ETHUSDT","ps":"LONG",'
+    b'"pa":"1.327","mt":"CROSSED","iw":"0","mp":"187.17127","up":"-1.166074","mm":"1.614445"}]}'
+)
+LEVERAGE_CONFIG = (
+    b'{"e":"ACCOUNT_CONFIG_UPDATE","E":1611646737479,"T":1611646737476,"ac":{"s":"BTCUSDT","l":25}}'
+)
+MULTI_ASSETS_CONFIG = (
+    b'{"e":"ACCOUNT_CONFIG_UPDATE","E":1611646737479,"T":1611646737476,"ai":{"j":true}}'
+)
+
+
+def test_margin_call_decodes_with_every_position_and_the_cross_wallet() -> None:
+    from shared.schemas.binance import MarginCall, MarginCallPosition
+
+    event = decode_event(MARGIN_CALL)
+    assert event == MarginCall(
+        event_time_ms=1587727187525, cross_wallet_balance=D("3.16812045"),
+        positions=(MarginCallPosition(symbol="ETHUSDT", position_side="LONG", amount=D("1.327"),
+                                      margin_type="CROSSED", isolated_wallet=D("0"),
+                                      mark_price=D("187.17127"), unrealized_pnl=D("-1.166074"),
+                                      maintenance_margin=D("1.614445")),),
+    )  # fmt: skip
+    isolated = MARGIN_CALL.replace(b'"cw":"3.16812045",', b"")  # no `cw` for an isolated call
+    assert decode_event(isolated).cross_wallet_balance is None  # type: ignore[union-attr]
+    with pytest.raises(msgspec.ValidationError, match=r"\$\.p\[0\]\.pa"):
+        decode_event(MARGIN_CALL.replace(b'"pa":"1.327"', b'"pa":"x"'))
+
+
+def test_account_config_update_decodes_leverage_or_multi_assets_and_rejects_neither() -> None:
+    from shared.paper.events import leverage_update
+    from shared.schemas.binance import AccountConfigUpdate
+
+    assert decode_event(LEVERAGE_CONFIG) == AccountConfigUpdate(
+        event_time_ms=1611646737479, transaction_time_ms=1611646737476, symbol="BTCUSDT",
+        leverage=25, is_multi_assets=None)  # fmt: skip
+    multi = decode_event(MULTI_ASSETS_CONFIG)
+    assert isinstance(multi, AccountConfigUpdate) and multi.is_multi_assets is True
+    assert multi.symbol is None and multi.leverage is None
+    paper = msgspec.json.encode(leverage_update("ETHUSDT", 20, 1_700_000_000_000))
+    assert decode_event(paper).leverage == 20  # type: ignore[union-attr]
+    with pytest.raises(msgspec.ValidationError, match="neither"):
+        decode_event(b'{"e":"ACCOUNT_CONFIG_UPDATE","E":1,"T":1}')
