@@ -6,11 +6,14 @@ a run dir in tmp and shrunk intervals."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +21,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from shared.bus import Publisher, bus_endpoint
 from shared.cache import Cache, FeedSnapshot
+from shared.config import Config, load_config
 from shared.segment import unlink_segments
+from shared.shm import KlineWriter
 from shared.stack import instance_id
 from tests.paper_exchange_fixture import (
     REPO_ROOT,
@@ -175,3 +181,23 @@ def wait_for_log(feed: FeedProcess, event: str, count: int = 1, timeout_s: float
         return len(feed.log_events(event)) >= count
 
     eventually(logged, timeout_s)
+
+
+@contextlib.contextmanager
+def feed_parts(symbols: Sequence[str], window_bars: int,
+               prefix: str) -> Iterator[tuple[Config, KlineWriter, Publisher, str]]:  # fmt: skip
+    """What `procs.feed.Feed` needs, without sockets to the exchange: a paper config for
+    `symbols` (no REST: holes are never backfilled), a private shm instance and a Publisher on
+    a private endpoint; removed afterwards."""
+    instance = prefix + uuid.uuid4().hex[:8]
+    cfg = load_config("paper", env={})
+    feed_cfg = dataclasses.replace(cfg.feed, symbols=tuple(symbols), window_bars=window_bars,
+                                   disable_rest_fallback=True)  # fmt: skip
+    cfg = dataclasses.replace(cfg, feed=feed_cfg)
+    writer = KlineWriter.open(instance, symbols, window_bars)
+    try:
+        with Publisher(bus_endpoint(instance, "feed"), "feed") as publisher:
+            yield cfg, writer, publisher, instance
+    finally:
+        writer.close()
+        unlink_segments(instance)

@@ -16,7 +16,6 @@ import asyncio
 import copy
 import dataclasses
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,13 +25,13 @@ import pytest
 
 from procs.feed import Feed
 from shared import log
-from shared.bus import Publisher, bus_endpoint
-from shared.config import Config, load_config
+from shared.bus import Publisher
+from shared.config import Config
 from shared.exchange.frames import StreamMessage
 from shared.exchange.inbox import Inbox
 from shared.exchange.streams import StreamConnection
-from shared.segment import unlink_segments
 from shared.shm import KlineColumn, KlineReader, KlineWriter
+from tests.integration.feed.conftest import feed_parts
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "binance" / "nautilus-docs-derived"
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
@@ -195,27 +194,15 @@ def fuzzed(kind: str, valid: Valid, rng: numpy.random.Generator, n: int) -> byte
 
 
 @pytest.fixture
-def feed_parts() -> Iterator[tuple[Config, KlineWriter, Publisher, str]]:
-    """A paper config for SYMBOLS (no REST: holes are never backfilled), a private shm instance
-    and a Publisher on a private endpoint; removed afterwards."""
-    instance = "fuzz" + uuid.uuid4().hex[:8]
-    cfg = load_config("paper", env={})
-    feed_cfg = dataclasses.replace(cfg.feed, symbols=SYMBOLS, window_bars=WINDOW_BARS,
-                                   disable_rest_fallback=True)  # fmt: skip
-    cfg = dataclasses.replace(cfg, feed=feed_cfg)
-    writer = KlineWriter.open(instance, SYMBOLS, WINDOW_BARS)
-    try:
-        with Publisher(bus_endpoint(instance, "feed"), "feed") as publisher:
-            yield cfg, writer, publisher, instance
-    finally:
-        writer.close()
-        unlink_segments(instance)
+def parts() -> Iterator[tuple[Config, KlineWriter, Publisher, str]]:
+    with feed_parts(SYMBOLS, WINDOW_BARS, "fuzz") as made:
+        yield made
 
 
 def test_feed_survives_100k_fuzzed_frames_counts_each_bad_once_and_stores_only_valid_bars(
-    feed_parts: tuple[Config, KlineWriter, Publisher, str],
+    parts: tuple[Config, KlineWriter, Publisher, str],
 ) -> None:
-    cfg, writer, publisher, instance = feed_parts
+    cfg, writer, publisher, instance = parts
     rng = numpy.random.default_rng(20261123)
     valid = Valid.start(rng)
     kinds = list(WEIGHTS)

@@ -7,10 +7,8 @@ not ours are skipped without counting as bad; a malformed array is counted bad o
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,12 +19,13 @@ import pytest
 from procs.feed import Feed
 from shared import log
 from shared.bus import Publisher, Subscriber, bus_endpoint
-from shared.config import Config, load_config
+from shared.config import Config
 from shared.exchange.frames import StreamMessage
 from shared.exchange.inbox import Inbox
 from shared.exchange.streams import StreamConnection
 from shared.schemas import bus
-from shared.shm import KlineReader, KlineWriter, Mark, unlink_segments
+from shared.shm import KlineReader, KlineWriter, Mark
+from tests.integration.feed.conftest import feed_parts
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "binance" / "nautilus-docs-derived"
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -42,17 +41,8 @@ def array_frame(prices: dict[str, str], event_ms: int) -> bytes:
 
 @pytest.fixture
 def parts() -> Iterator[tuple[Config, KlineWriter, Publisher, str]]:
-    instance = "marks" + uuid.uuid4().hex[:8]
-    cfg = load_config("paper", env={})
-    cfg = dataclasses.replace(cfg, feed=dataclasses.replace(
-        cfg.feed, symbols=SYMBOLS, disable_rest_fallback=True))  # fmt: skip
-    writer = KlineWriter.open(instance, SYMBOLS, 10)
-    try:
-        with Publisher(bus_endpoint(instance, "feed"), "feed") as publisher:
-            yield cfg, writer, publisher, instance
-    finally:
-        writer.close()
-        unlink_segments(instance)
+    with feed_parts(SYMBOLS, 10, "marks") as made:
+        yield made
 
 
 def test_a_mark_array_becomes_one_marks_message_of_our_symbols(
