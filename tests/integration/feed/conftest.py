@@ -21,9 +21,14 @@ from typing import Any
 import aiohttp
 import pytest
 
+from procs.feed import Feed
+from shared import log
 from shared.bus import Publisher, bus_endpoint
 from shared.cache import Cache, FeedSnapshot
 from shared.config import Config, load_config
+from shared.exchange.frames import StreamMessage
+from shared.exchange.inbox import Inbox
+from shared.exchange.streams import StreamConnection
 from shared.segment import unlink_segments
 from shared.shm import KlineWriter
 from shared.stack import instance_id
@@ -201,3 +206,31 @@ def feed_parts(symbols: Sequence[str], window_bars: int,
     finally:
         writer.close()
         unlink_segments(instance)
+
+
+@dataclasses.dataclass
+class FeedPath:
+    """The feed's own per-message path without sockets: a `StreamConnection` configured as
+    procs.feed's StreamPool configures it (open klines dropped at the frame check) -> `Inbox`
+    -> `Feed.on_market`."""
+
+    feed: Feed
+    conn: StreamConnection
+    inbox: Inbox
+
+    @classmethod
+    def build(cls, cfg: Config, writer: KlineWriter, publisher: Publisher) -> FeedPath:
+        feed = Feed(cfg, None, writer, publisher, log.get("feed"))  # type: ignore[arg-type]
+        inbox = Inbox(cfg.streams.queue_max_messages, "drop_oldest")
+        conn = StreamConnection("market-0", lambda: "", (), cfg.streams, inbox,  # type: ignore[arg-type,return-value]
+                                drops_open_klines=True)  # fmt: skip
+        return cls(feed, conn, inbox)
+
+    async def push(self, frame: bytes) -> None:
+        """Hand one frame through the path (a frame the check drops stops there)."""
+        message = self.conn.accept_frame(frame)
+        if message is not None:
+            await self.inbox.put(message)
+            item = await self.inbox.get()
+            assert isinstance(item, StreamMessage)
+            await self.feed.on_market(item)

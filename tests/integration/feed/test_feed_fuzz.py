@@ -23,15 +23,10 @@ from typing import Any
 import numpy
 import pytest
 
-from procs.feed import Feed
-from shared import log
 from shared.bus import Publisher
 from shared.config import Config
-from shared.exchange.frames import StreamMessage
-from shared.exchange.inbox import Inbox
-from shared.exchange.streams import StreamConnection
 from shared.shm import KlineColumn, KlineReader, KlineWriter
-from tests.integration.feed.conftest import feed_parts
+from tests.integration.feed.conftest import FeedPath, feed_parts
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "binance" / "nautilus-docs-derived"
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
@@ -209,22 +204,12 @@ def test_feed_survives_100k_fuzzed_frames_counts_each_bad_once_and_stores_only_v
     drawn = rng.choice(len(kinds), size=FRAMES, p=list(WEIGHTS.values()))
     frames = [(kinds[k], fuzzed(kinds[k], valid, rng, n)) for n, k in enumerate(drawn)]
     # The feed's own objects; the REST client is never used (disable_rest_fallback).
-    feed = Feed(cfg, None, writer, publisher, log.get("feed"))  # type: ignore[arg-type]
-    inbox = Inbox(cfg.streams.queue_max_messages, "drop_oldest")
-    conn = StreamConnection("market-0", lambda: "", (), cfg.streams, inbox,  # type: ignore[arg-type,return-value]
-                            drops_open_klines=True)  # as procs.feed's StreamPool  # fmt: skip
+    path = FeedPath.build(cfg, writer, publisher)
+    feed, conn, push = path.feed, path.conn, path.push
 
     def counters() -> tuple[int, int, int]:  # (bad, handled by the connection, bad in the feed)
         handled = conn.messages + conn.duplicates + conn.open_klines_dropped
         return conn.bad_messages + feed.bad_messages, handled + conn.bad_messages, feed.bad_messages
-
-    async def push(data: bytes) -> None:
-        message = conn.accept_frame(data)
-        if message is not None:
-            await inbox.put(message)
-            item = await inbox.get()
-            assert isinstance(item, StreamMessage)
-            await feed.on_market(item)
 
     async def run() -> dict[str, int]:
         bad_by_verdict = {VALID: 0, BAD: 0, MAYBE: 0}

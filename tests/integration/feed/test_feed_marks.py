@@ -16,16 +16,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from procs.feed import Feed
-from shared import log
 from shared.bus import Publisher, Subscriber, bus_endpoint
 from shared.config import Config
-from shared.exchange.frames import StreamMessage
-from shared.exchange.inbox import Inbox
-from shared.exchange.streams import StreamConnection
 from shared.schemas import bus
 from shared.shm import KlineReader, KlineWriter, Mark
-from tests.integration.feed.conftest import feed_parts
+from tests.integration.feed.conftest import FeedPath, feed_parts
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "binance" / "nautilus-docs-derived"
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -49,19 +44,9 @@ def test_a_mark_array_becomes_one_marks_message_of_our_symbols(
     parts: tuple[Config, KlineWriter, Publisher, str],
 ) -> None:
     cfg, writer, publisher, instance = parts
-    feed = Feed(cfg, None, writer, publisher, log.get("feed"))  # type: ignore[arg-type]
-    inbox = Inbox(10, "drop_oldest")
-    conn = StreamConnection("market-0", lambda: "", (STREAM,), cfg.streams, inbox,  # type: ignore[arg-type,return-value]
-                            drops_open_klines=True)  # fmt: skip
+    path = FeedPath.build(cfg, writer, publisher)
+    feed, conn, push = path.feed, path.conn, path.push
     now = time.time_ns() // 1_000_000
-
-    async def push(frame: bytes) -> None:
-        message = conn.accept_frame(frame)
-        if message is not None:
-            await inbox.put(message)
-            item = await inbox.get()
-            assert isinstance(item, StreamMessage)
-            await feed.on_market(item)
 
     async def scenario() -> list[Any]:
         got: list[Any] = []
