@@ -2,7 +2,7 @@
 the daily report, notifications and the status page. It trades nothing and changes nothing.
 
 Reads: PostgreSQL (trades, models, daily reports), the Redis alerts stream (`Keys.alerts`), the
-exchange (account, positions, orders, income history for the ledger audit), supervisord's
+exchange (account, positions, orders, income history and fills for the ledger audit), supervisord's
 process list, the shared-memory heartbeat table, the halt flag.
 Publishes: Telegram / Discord messages (shared/notify.py: bounded queues, never in anyone's way),
 the status page on `reporter.host:port` (`/`, `/api/status`, `/metrics`), the daily report
@@ -22,6 +22,7 @@ import datetime as dt
 import os
 import sys
 import time
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -55,6 +56,7 @@ from shared.reportdb import (
 from shared.schemas import binance as b
 from shared.schemas import bus
 from shared.schemas import guard as g
+from shared.schemas.records import TradeRecord
 from shared.status import StatusSnapshot, collect_status
 from shared.statusweb import make_app, start_status_site
 from shared.supervisor import SupervisorClient, stack_supervisor
@@ -97,6 +99,29 @@ async def fetch_income(client: ExchangeClient, start_ms: int, end_ms: int) -> li
     return rows
 
 
+FILL_WINDOW_MS = 7 * 86_400_000  # userTrades: startTime..endTime at most 7 days apart
+
+
+async def fetch_fills(client: ExchangeClient, trades: Sequence[TradeRecord]) -> list[b.UserTrade]:
+    """Return the fills (userTrades) of the symbols of the closed real trades, from each
+    symbol's earliest entry to its latest exit (7-day windows, 1000 a page; weight 5 a call)."""
+    spans: dict[str, tuple[int, int]] = {}
+    for t in trades:
+        if t.is_virtual or t.exit_ms is None:
+            continue
+        low, high = spans.get(t.symbol, (t.entry_ms, t.exit_ms))
+        spans[t.symbol] = (min(low, t.entry_ms), max(high, t.exit_ms))
+    fills: list[b.UserTrade] = []
+    for symbol, (low, high) in sorted(spans.items()):
+        since = low
+        while since <= high:
+            until = min(high, since + FILL_WINDOW_MS - 1)
+            page = await client.user_trades(symbol, start_ms=since, end_ms=until, limit=1000)
+            fills += page
+            since = page[-1].time_ms + 1 if len(page) == 1000 else until + 1
+    return fills
+
+
 async def make_report(day: str, cfg: Config, db: Database, cache: Cache | None,
                       client: ExchangeClient | None) -> tuple[rp.DailyReport, str]:  # fmt: skip
     """Build the report of a UTC day, store it (PostgreSQL and an HTML file), return it and its
@@ -123,7 +148,8 @@ async def make_report(day: str, cfg: Config, db: Database, cache: Cache | None,
     if client is not None:
         try:
             income = await fetch_income(client, start_ms, end_ms)
-            audit = rp.ledger_audit(trades, income)  # it audits the real trades only
+            fills = await fetch_fills(client, trades)
+            audit = rp.ledger_audit(trades, income, fills)  # it audits the real trades only
             account = await client.account()
             net_since = sum((t.net_pnl_usdt or Decimal(0) for t in since_start
                              if not t.is_virtual), Decimal(0))  # fmt: skip

@@ -21,6 +21,12 @@ Ledger audit (`ledger_audit`), per symbol and in total, recorded minus exchange,
     commission    sum(fees_usdt)        vs  -sum(COMMISSION)      recorded fees are positive
                   when paid; Binance reports a paid commission as a NEGATIVE amount
     funding       sum(funding_usdt)     vs  sum(FUNDING_FEE)      both: received > 0, paid < 0
+and, given the exchange's fills (userTrades), each real trade against its own fills (the fills of
+its symbol from its entry_ms to its exit_ms, as the trader selected them when it recorded it):
+    realized_pnl  sum(gross_pnl_usdt)   vs  sum(realizedPnl)      (source "user_trades")
+    commission    sum(fees_usdt)        vs  sum(commission)       both positive when paid
+The income lines audit the day's ledger; the user_trades lines audit each record against the
+fills it was made from, whatever day they fell on.
 Only rows in USDT count (a commission paid in BNB then shows as a difference). A total line is
 listed as a difference only when no symbol line of its field is (it would repeat them), so
 small per-symbol gaps that add up past the tolerance are still reported. A trade's funding is
@@ -40,7 +46,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from shared.schemas.binance.trading import Income
+from shared.schemas.binance.trading import Income, UserTrade
 from shared.schemas.guard import Alert
 from shared.schemas.records import ModelVersionRecord, TradeRecord
 
@@ -51,6 +57,7 @@ BACKOFF_SUFFIX = "_backed_off"
 DMS_KINDS = ("dms_silence", "dms_blind")
 KILL_SWITCH_PREFIX = "kill_switch_"
 AUDIT_FIELDS = ("realized_pnl", "commission", "funding")
+FILL_FIELDS = ("realized_pnl", "commission")  # what userTrades carries
 INCOME_FIELDS = {"REALIZED_PNL": "realized_pnl", "COMMISSION": "commission",
                  "FUNDING_FEE": "funding"}  # fmt: skip
 TEXT_MAX_CHARS = 4000  # Telegram refuses messages past 4096
@@ -81,6 +88,7 @@ class AuditLine:
     recorded_usdt: Decimal
     exchange_usdt: Decimal  # in the recorded sign convention (module docstring)
     difference_usdt: Decimal  # recorded - exchange
+    source: str = "income"  # "income" (the day's ledger) or "user_trades" (each trade's fills)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,14 +159,18 @@ def _sum(values: Iterable[Decimal | None]) -> Decimal:
 def ledger_audit(
     trades: Sequence[TradeRecord],
     income: Sequence[Income],
+    fills: Sequence[UserTrade] | None = None,
     tolerance_usdt: Decimal = Decimal("0.01"),
 ) -> Audit:
-    """Compare the closed real trades' PnL, fees and funding with the exchange's income rows.
+    """Compare the closed real trades' PnL, fees and funding with the exchange's income rows
+    and, when `fills` (userTrades) are given, each trade's PnL and fees with its own fills.
 
-    Nothing is filtered by time: pass the day's trades and the day's income rows."""
+    Nothing is filtered by time but the fills of each trade: pass the day's trades, the day's
+    income rows and the fills of the traded symbols from the earliest entry on."""
+    closed = _real_closed(trades)
     recorded: dict[tuple[str, str], Decimal] = {}
     exchange: dict[tuple[str, str], Decimal] = {}
-    for t in _real_closed(trades):
+    for t in closed:
         for field, value in zip(AUDIT_FIELDS, (t.gross_pnl_usdt, t.fees_usdt, t.funding_usdt),
                                 strict=True):  # fmt: skip
             recorded[t.symbol, field] = recorded.get((t.symbol, field), ZERO) + (value or ZERO)
@@ -169,27 +181,53 @@ def ledger_audit(
         # Binance: a paid commission is negative; the recorded fees are positive when paid.
         amount = -row.amount if kind == "commission" else row.amount
         exchange[row.symbol, kind] = exchange.get((row.symbol, kind), ZERO) + amount
+    lines, differences = _compare(recorded, exchange, AUDIT_FIELDS, "income", tolerance_usdt)
+    if fills is not None:
+        by_fills: dict[tuple[str, str], Decimal] = {}
+        for t in closed:
+            assert t.exit_ms is not None  # _real_closed
+            for f in fills:
+                if f.symbol == t.symbol and t.entry_ms <= f.time_ms <= t.exit_ms:
+                    key = (t.symbol, "realized_pnl")
+                    by_fills[key] = by_fills.get(key, ZERO) + f.realized_pnl
+                    if f.commission_asset == "USDT":
+                        key = (t.symbol, "commission")
+                        by_fills[key] = by_fills.get(key, ZERO) + f.commission
+        mine = {k: v for k, v in recorded.items() if k[1] in FILL_FIELDS}
+        more, more_differences = _compare(mine, by_fills, FILL_FIELDS, "user_trades",
+                                          tolerance_usdt)  # fmt: skip
+        lines += more
+        differences += more_differences
+    return Audit(lines=tuple(lines), differences=tuple(differences), is_checked=True)
+
+
+def _compare(
+    recorded: dict[tuple[str, str], Decimal], exchange: dict[tuple[str, str], Decimal],
+    fields: Sequence[str], source: str, tolerance_usdt: Decimal,
+) -> tuple[list[AuditLine], list[AuditLine]]:  # fmt: skip
+    """Return the lines per symbol and field plus a total per field, and those past the
+    tolerance (a total only when no symbol line of its field is: it would repeat them)."""
     symbols = sorted({s for s, _ in recorded} | {s for s, _ in exchange})
-    lines = [_audit_line(s, f, recorded, exchange) for s in symbols for f in AUDIT_FIELDS]
+    lines = [_audit_line(s, f, recorded, exchange, source) for s in symbols for f in fields]
     differences = [a for a in lines if abs(a.difference_usdt) > tolerance_usdt]
-    for field in AUDIT_FIELDS:
+    for field in fields:
         of_field = [a for a in lines if a.field == field]
         total = AuditLine("", field, _sum(a.recorded_usdt for a in of_field),
                           _sum(a.exchange_usdt for a in of_field),
-                          _sum(a.difference_usdt for a in of_field))  # fmt: skip
+                          _sum(a.difference_usdt for a in of_field), source)  # fmt: skip
         lines.append(total)
         is_explained = any(a.field == field for a in differences)
         if abs(total.difference_usdt) > tolerance_usdt and not is_explained:
             differences.append(total)
-    return Audit(lines=tuple(lines), differences=tuple(differences), is_checked=True)
+    return lines, differences
 
 
 def _audit_line(
     symbol: str, field: str, recorded: dict[tuple[str, str], Decimal],
-    exchange: dict[tuple[str, str], Decimal],
+    exchange: dict[tuple[str, str], Decimal], source: str,
 ) -> AuditLine:  # fmt: skip
     mine, theirs = recorded.get((symbol, field), ZERO), exchange.get((symbol, field), ZERO)
-    return AuditLine(symbol, field, mine, theirs, mine - theirs)
+    return AuditLine(symbol, field, mine, theirs, mine - theirs, source)
 
 
 def _rate(wins: int, count: int) -> float:
@@ -291,8 +329,8 @@ def _events_text(r: DailyReport) -> str:
 
 
 def _audit_line_text(a: AuditLine) -> str:
-    return (f"{a.symbol or 'total'} {a.field}: recorded {a.recorded_usdt} exchange "
-            f"{a.exchange_usdt} difference {a.difference_usdt}")  # fmt: skip
+    return (f"{a.symbol or 'total'} {a.field} ({a.source}): recorded {a.recorded_usdt} "
+            f"exchange {a.exchange_usdt} difference {a.difference_usdt}")  # fmt: skip
 
 
 def _audit_status(audit: Audit) -> str:
@@ -393,10 +431,11 @@ def render_html(report: DailyReport) -> str:
     status = _audit_status(r.audit)
     css = "ok" if r.audit.is_checked and not r.audit.differences else "bad"
     # A total is marked too when the symbol lines of its field already carry the difference.
-    differing = {(d.symbol, d.field) for d in r.audit.differences}
-    differing |= {("", field) for _, field in differing}
-    audit_rows = [(a.symbol or "total", a.field, a.recorded_usdt, a.exchange_usdt,
-                   a.difference_usdt, "differs" if (a.symbol, a.field) in differing else "ok")
+    differing = {(d.symbol, d.field, d.source) for d in r.audit.differences}
+    differing |= {("", field, source) for _, field, source in differing}
+    audit_rows = [(a.symbol or "total", a.field, a.source, a.recorded_usdt, a.exchange_usdt,
+                   a.difference_usdt,
+                   "differs" if (a.symbol, a.field, a.source) in differing else "ok")
                   for a in r.audit.lines or r.audit.differences]  # fmt: skip
     parts = [
         "<!DOCTYPE html>",
@@ -410,8 +449,8 @@ def render_html(report: DailyReport) -> str:
                ((s.symbol, s.trades, s.wins, _usdt(s.net_pnl_usdt)) for s in r.per_symbol)),
         "<h2>Alerts</h2>", _table(("kind", "count"), r.alerts_by_kind),
         f'<h2>Ledger audit</h2><p class="{css}">{html.escape(status)}</p>',
-        _table(("symbol", "field", "recorded (USDT)", "exchange (USDT)", "difference (USDT)",
-                "status"), audit_rows) if audit_rows else "",
+        _table(("symbol", "field", "checked against", "recorded (USDT)", "exchange (USDT)",
+                "difference (USDT)", "status"), audit_rows) if audit_rows else "",
         "</body></html>",
     ]  # fmt: skip
     return "\n".join(parts)

@@ -31,7 +31,7 @@ from shared.core.report import (
     render_text,
     report_json,
 )
-from shared.schemas.binance.trading import Income
+from shared.schemas.binance.trading import Income, UserTrade
 from shared.schemas.guard import Alert
 from shared.schemas.records import LabelSpec, ModelVersionRecord, TradeRecord
 
@@ -226,7 +226,7 @@ def test_ledger_audit_with_a_commission_mismatch_names_symbol_and_field() -> Non
     assert AuditLine("", "commission", D("2.5"), D("2.55"), D("-0.05")) in audit.lines
     text = render_text(day_report(audit=audit))
     assert "ledger audit: 1 difference(s)" in text
-    assert "ETHUSDT commission: recorded 0.9 exchange 0.95 difference -0.05" in text
+    assert "ETHUSDT commission (income): recorded 0.9 exchange 0.95 difference -0.05" in text
 
 
 def test_ledger_audit_with_commission_of_the_wrong_sign_differs() -> None:
@@ -357,8 +357,67 @@ def test_render_html_lists_every_audit_comparison_and_marks_the_differences() ->
     rows.append(income("ETHUSDT", "COMMISSION", "-0.45"))
     page = render_html(day_report(audit=ledger_audit(DAY_TRADES_ONLY, rows)))
     assert '<p class="bad">ledger audit: 1 difference(s)</p>' in page
-    differing = "<td>ETHUSDT</td><td>commission</td><td>0.9</td><td>0.95</td><td>-0.05</td>"
+    differing = (
+        "<td>ETHUSDT</td><td>commission</td><td>income</td><td>0.9</td><td>0.95</td><td>-0.05</td>"
+    )
     assert differing + "<td>differs</td>" in page
-    total = "<td>total</td><td>commission</td><td>2.5</td><td>2.55</td><td>-0.05</td>"
+    total = "<td>total</td><td>commission</td><td>income</td><td>2.5</td><td>2.55</td>"
+    total += "<td>-0.05</td>"
     assert total + "<td>differs</td>" in page
     assert page.count("<td>ok</td>") == 7
+
+
+def fill(time_ms: int, pnl: str, commission: str, asset: str = "USDT",
+         symbol: str = "BTCUSDT") -> UserTrade:  # fmt: skip
+    return UserTrade(trade_id=time_ms, order_id=1, symbol=symbol, side="SELL", price=D("100000"),
+                     quantity=D("0.01"), quote_qty=D("1000"), realized_pnl=D(pnl),
+                     commission=D(commission), commission_asset=asset, time_ms=time_ms,
+                     position_side="BOTH", is_buyer=False, is_maker=False)  # fmt: skip
+
+
+# Two BTC trades one after the other (the trader holds one position per symbol at a time).
+FIRST = msgspec.structs.replace(trade("a", "BTCUSDT", START_MS + 2 * HOUR_MS, "10", "1", "0.5"),
+                                entry_ms=START_MS + HOUR_MS)  # fmt: skip
+SECOND = msgspec.structs.replace(trade("b", "BTCUSDT", START_MS + 4 * HOUR_MS, "6", "0.6", None),
+                                 entry_ms=START_MS + 3 * HOUR_MS)  # fmt: skip
+FILLS = [
+    fill(START_MS + HOUR_MS, "0", "0.5"),  # FIRST: entry
+    fill(START_MS + 2 * HOUR_MS, "10", "0.5"),  # FIRST: exit
+    fill(START_MS + 3 * HOUR_MS, "0", "0.3"),  # SECOND: entry
+    fill(START_MS + 4 * HOUR_MS - 5, "4", "0.2"),  # SECOND: exit, two partial fills
+    fill(START_MS + 4 * HOUR_MS, "2", "0.1"),
+    fill(START_MS + 5 * HOUR_MS, "99", "9"),  # no recorded trade's fill: not this check's
+    fill(START_MS + 2 * HOUR_MS, "0", "0.001", asset="BNB"),  # not USDT: not counted
+    fill(START_MS + 2 * HOUR_MS, "7", "0.7", symbol="ETHUSDT"),  # another symbol
+]
+FILL_INCOME = [income("BTCUSDT", "REALIZED_PNL", "16"), income("BTCUSDT", "COMMISSION", "-1.6"),
+               income("BTCUSDT", "FUNDING_FEE", "0.5")]  # fmt: skip
+
+
+def test_ledger_audit_checks_each_trade_against_its_own_fills() -> None:
+    audit = ledger_audit([FIRST, SECOND], FILL_INCOME, FILLS)
+    assert audit.differences == ()
+    by_fills = [a for a in audit.lines if a.source == "user_trades"]
+    assert by_fills == [
+        AuditLine("BTCUSDT", "realized_pnl", D(16), D(16), D(0), "user_trades"),
+        AuditLine("BTCUSDT", "commission", D("1.6"), D("1.6"), D(0), "user_trades"),
+        AuditLine("", "realized_pnl", D(16), D(16), D(0), "user_trades"),
+        AuditLine("", "commission", D("1.6"), D("1.6"), D(0), "user_trades"),
+    ]  # fmt: skip
+    assert len(audit.lines) == len(by_fills) + 6  # the income lines: 3 fields, BTC and total
+    assert ledger_audit([FIRST, SECOND], FILL_INCOME).lines == audit.lines[:6]  # no fills given
+
+
+def test_ledger_audit_flags_a_record_that_misses_one_of_its_fills() -> None:
+    # A partial exit fill the record does not hold (a late fill after the record was made): the
+    # day's ledger still matches the record if the income misses it too, the fills do not.
+    fills = [*FILLS, fill(START_MS + 4 * HOUR_MS - 1, "1.5", "0.05")]
+    audit = ledger_audit([FIRST, SECOND], FILL_INCOME, fills)
+    assert audit.differences == (
+        AuditLine("BTCUSDT", "realized_pnl", D(16), D("17.5"), D("-1.5"), "user_trades"),
+        AuditLine("BTCUSDT", "commission", D("1.6"), D("1.65"), D("-0.05"), "user_trades"),
+    )  # fmt: skip
+    text = render_text(day_report(audit=audit))
+    assert "BTCUSDT realized_pnl (user_trades): recorded 16 exchange 17.5 difference -1.5" in text
+    page = render_html(day_report(audit=audit))
+    assert "<td>BTCUSDT</td><td>commission</td><td>user_trades</td><td>1.6</td>" in page
