@@ -188,6 +188,10 @@ class Feed:
         """Set the marks of our symbols in shm and publish them as one `marks.all` message (the
         array holds every symbol of the market; the others are skipped, not counted as bad).
         The Redis mirror keeps each symbol's latest under `mark.<S>` for late joiners."""
+        for reason in frame.rejected:  # its other marks still count
+            self.bad_messages += 1
+            self.warn("bad", "bad_message", stream="!markPrice@arr", reason=reason[:200],
+                      total=self.bad_messages)  # fmt: skip
         topics = self.mark_topics
         entries = [bus.MarkEntry(m.symbol, m.mark_price, m.index_price, m.funding_rate,
                                  m.next_funding_time_ms, m.time_ms)
@@ -205,7 +209,15 @@ class Feed:
         self.progress["mark"] = time.monotonic_ns()
 
     def store_mark(self, mark: b.MarkTick | b.MarkPrice) -> None:
-        """Set the symbol's mark in shm and publish it (KeyError for a symbol not ours)."""
+        """Set the symbol's mark in shm and publish it (KeyError for a symbol not ours); a mark
+        price that is not finite and positive (REST replies are not checked on decoding) is
+        counted bad and dropped."""
+        if not b.is_price(mark.mark_price):
+            self.bad_messages += 1
+            self.warn("bad", "bad_message", stream="mark", total=self.bad_messages,
+                      reason=f"mark price {mark.mark_price} of {mark.symbol[:40]!r} is not "
+                      "finite and positive")  # fmt: skip
+            return
         payload = bus_mark(mark)
         self.writer.set_mark(mark.symbol, payload.price, mark.time_ms)
         self.publish_one(self.mark_topics[mark.symbol], payload)

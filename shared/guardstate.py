@@ -46,6 +46,9 @@ def closing_side(quantity: Decimal) -> str:
     return "SELL" if quantity > 0 else "BUY"
 
 
+BAD_MARK_LOG_INTERVAL_S = 30.0  # a repeated bad mark is logged at most this often
+
+
 class Guard(Safety):
     """State of the guard; the handlers are called by procs/guard.py."""
 
@@ -79,6 +82,7 @@ class Guard(Safety):
         ] = {}  # symbol -> stops resting (last seen)  # symbol -> monotonic time of the last move
         self.marks: dict[str, tuple[Decimal, int]] = {}  # symbol -> (price, event time ms)
         self.mark_fresh_mono_ms: int | None = None  # last time any source brought a newer mark
+        self._bad_mark_throttle = log.Throttle(BAD_MARK_LOG_INTERVAL_S)
         self.trends: dict[str, float | None] = {}
         self.halt_path = haltfile.halt_path(run_dir)
         self.halt = haltfile.load_halt(self.halt_path)
@@ -98,7 +102,15 @@ class Guard(Safety):
     # ---- marks --------------------------------------------------------------------------------
 
     def observe_mark(self, symbol: str, price: Decimal, event_ms: int) -> bool:
-        """Record a mark from any source; return True when it is newer than the last one."""
+        """Record a mark from any source; return True when it is newer than the last one. A
+        price that is not finite and positive is logged (rate-limited) and ignored: no exit
+        rule may act on it."""
+        if not b.is_price(price):
+            should_log, suppressed = self._bad_mark_throttle.allow(time.monotonic())
+            if should_log:
+                self.log.warning("bad_mark", symbol=symbol[:40], price=str(price)[:40],
+                                 suppressed=suppressed)  # fmt: skip
+            return False
         last = self.marks.get(symbol)
         if last is not None and event_ms <= last[1]:
             return False

@@ -17,8 +17,9 @@ Fields a real or documented reply omits are optional.
 Modules: `base` (Codec, bases), `market` (errors, time, exchangeInfo, klines, premiumIndex,
 small control replies), `trading` (account, positions, orders, algo orders, fills, income),
 `streams` (market streams, the combined-stream envelope, `decode_event`, the feed's one-pass
-`decode_market_frame` and `is_open_kline_frame`), `userdata`
-(ACCOUNT_UPDATE, ORDER_TRADE_UPDATE, ALGO_UPDATE, TRADE_LITE, listenKeyExpired).
+`decode_market_frame`, `is_open_kline_frame` and `is_price`), `userdata`
+(ACCOUNT_UPDATE, ORDER_TRADE_UPDATE, ALGO_UPDATE, TRADE_LITE, listenKeyExpired, MARGIN_CALL,
+ACCOUNT_CONFIG_UPDATE).
 """
 
 from shared.schemas.binance.base import Codec, Readable
@@ -58,6 +59,7 @@ from shared.schemas.binance.streams import (
     decode_market_frame,
     event_type,
     is_open_kline_frame,
+    is_price,
     unwrap,
 )
 from shared.schemas.binance.trading import (
@@ -156,6 +158,7 @@ __all__ = [
     "decode_user_trades",
     "event_type",
     "is_open_kline_frame",
+    "is_price",
     "to_klines",
     "unwrap",
 ]  # fmt: skip

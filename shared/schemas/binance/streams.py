@@ -13,12 +13,13 @@ recognises an open (`"x":false`) kline update without building any value. Both a
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Any
 
 import msgspec
 
-from shared.schemas.binance.base import Codec, Readable, Wire
+from shared.schemas.binance.base import Codec, Readable, Wire, invalid
 from shared.schemas.binance.market import Kline, MarkPrice
 from shared.schemas.binance.userdata import (
     USER_DATA_CODECS,
@@ -112,8 +113,17 @@ class _MarkPriceWire(Wire, frozen=True):
     T: int  # next funding time, ms
 
 
+def is_price(value: float | Decimal) -> bool:
+    """Return whether `value` can be a mark price: finite and positive (NaN is neither)."""
+    return math.isfinite(value) and value > 0
+
+
 def to_mark_price_update(w: _MarkPriceWire) -> MarkPrice:
-    """Return the mark price (the same struct as the REST premiumIndex reply)."""
+    """Return the mark price (the same struct as the REST premiumIndex reply); raises
+    ValidationError for a mark price that is not finite and positive (no exit rule may see
+    it)."""
+    if not is_price(w.p):
+        raise invalid("$.p", f"mark price {w.p} is not finite and positive")
     return MarkPrice(symbol=w.s, mark_price=w.p, index_price=w.i, estimated_settle_price=w.P,
                      funding_rate=w.r, next_funding_time_ms=w.T, time_ms=w.E)  # fmt: skip
 
@@ -173,9 +183,13 @@ class _MarkTickWire(Wire, frozen=True):
 
 
 def to_mark_tick(w: _MarkTickWire) -> MarkTick:
-    """Return the mark as floats; raises ValueError for a price that is not a number."""
-    return MarkTick(symbol=w.s, mark_price=float(w.p), index_price=float(w.i),
+    """Return the mark as floats; raises ValueError for a price that is not a number, or a mark
+    price that is not finite and positive."""
+    tick = MarkTick(symbol=w.s, mark_price=float(w.p), index_price=float(w.i),
                     funding_rate=float(w.r), next_funding_time_ms=w.T, time_ms=w.E)  # fmt: skip
+    if not is_price(tick.mark_price):
+        raise ValueError(f"mark price {w.p[:40]!r} of {w.s[:40]!r} is not finite and positive")
+    return tick
 
 
 class MarkTicks(Readable, frozen=True, kw_only=True):
@@ -183,6 +197,7 @@ class MarkTicks(Readable, frozen=True, kw_only=True):
 
     ticks: tuple[MarkTick, ...]
     time_ms: int  # event time (of the first element; Binance stamps them all alike)
+    rejected: tuple[str, ...] = ()  # why each element left out was (a bad price), for the count
 
 
 class _KlineFrameWire(Wire, frozen=True, forbid_unknown_fields=True):
@@ -263,8 +278,14 @@ def decode_market_frame(frame: bytes) -> tuple[str, bytes, MarketEvent] | None:
             marks = _mark_array_frame.decode(frame)
             if not marks.data or any(m.e != "markPriceUpdate" for m in marks.data):
                 return None
-            ticks = tuple(map(to_mark_tick, marks.data))
-            stream, event = marks.stream, MarkTicks(ticks=ticks, time_ms=ticks[0].time_ms)
+            ticks, rejected = [], []
+            for m in marks.data:  # one bad element costs its own mark, not the frame's others
+                try:
+                    ticks.append(to_mark_tick(m))
+                except ValueError as e:
+                    rejected.append(str(e))
+            stream, event = marks.stream, MarkTicks(ticks=tuple(ticks), time_ms=marks.data[0].E,
+                                                    rejected=tuple(rejected))  # fmt: skip
         elif b"@markPrice" in name:
             mark = _mark_frame.decode(frame)
             if mark.data.e != "markPriceUpdate":

@@ -59,6 +59,11 @@ def test_a_mark_array_becomes_one_marks_message_of_our_symbols(
             foreign["data"].append({"e": "kline", "E": now + 2000, "s": "ETHUSDT"})
             await push(json.dumps(foreign, separators=(",", ":")).encode())
             await push(array_frame({"ETHUSDT": "2600.0", "BTCUSDT": "66000.0"}, now + 3000))
+            # A bad price costs its own mark only; a per-symbol frame's, the frame.
+            await push(array_frame({"ETHUSDT": "NaN", "BTCUSDT": "-1"}, now + 4000))
+            single = json.loads(array_frame({"BTCUSDT": "0"}, now + 5000))
+            single = {"stream": "btcusdt@markPrice@1s", "data": single["data"][0]}
+            await push(json.dumps(single, separators=(",", ":")).encode())
             while (received := await sub.receive(1.0)) is not None:
                 got.append(received)
         return got
@@ -72,7 +77,8 @@ def test_a_mark_array_becomes_one_marks_message_of_our_symbols(
         ("ETHUSDT", 2500.25, now), ("BTCUSDT", 65000.5, now)]  # fmt: skip
     assert first.marks[0].funding_rate == 0.00038167  # the real payload's other fields
     assert first.marks[0].next_funding_time_ms == 1562306400000
-    assert (feed.bad_messages, conn.bad_messages) == (1, 0)  # the array with a kline in it
+    # The array with a kline in it, the two bad prices of one array, the zero-priced frame.
+    assert (feed.bad_messages, conn.bad_messages) == (4, 0)
 
     reader = KlineReader(instance)
     try:

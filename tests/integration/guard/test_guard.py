@@ -257,12 +257,22 @@ def test_a_marks_all_message_on_the_feed_bus_drives_the_guards_exit(px, start_gu
         trigger = Decimal(our_stops(px)[0]["triggerPrice"])
         below = float(trigger * Decimal("0.99"))
 
-        def publish_then_check() -> bool:  # PUB/SUB joins late: publish until it is acted on
+        def publish(btc: float) -> None:
             now = time.time_ns() // 1_000_000
             funding = now + 60_000
             entries = (bus.MarkEntry("ETHUSDT", 2500.0, 2500.0, 0.0001, funding, now),
-                       bus.MarkEntry("BTCUSDT", below, below, 0.0001, funding, now))  # fmt: skip
+                       bus.MarkEntry("BTCUSDT", btc, btc, 0.0001, funding, now))  # fmt: skip
             pub.publish(bus.MARKS_TOPIC, bus.Marks(ts_ms=now, marks=entries))
+
+        # A mark that is no price (NaN, 0) is logged and ignored, never acted on (a 0 would be
+        # far through a long's stop); PUB/SUB joins late: publish until the guard has seen it.
+        eventually(lambda: publish(float("nan")) or guard.log_events("bad_mark"), 20.0, 0.2)
+        publish(0.0)  # joined by now (its log line is held back by the rate limit)
+        time.sleep(1.0)
+        assert position(px) == Decimal("0.02") and guard.is_running(), guard.log_text()
+
+        def publish_then_check() -> bool:  # publish until it is acted on
+            publish(below)
             return position(px) == 0
 
         eventually(publish_then_check, 20.0, 0.2)

@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import msgspec
+import pytest
+
 from shared.config import load_config
 from shared.exchange.frames import parse_frame
 from shared.exchange.inbox import Inbox
@@ -110,10 +113,12 @@ def test_one_pass_decode_of_a_mark_array_gives_each_symbol_as_its_own_frame_woul
 def test_a_mark_array_the_one_pass_decode_cannot_take_goes_to_the_general_path() -> None:
     frame, items = mark_array(["BTCUSDT", "ETHUSDT"])
     foreign = compact("!markPrice@arr@1s", [items[0], {**items[1], "e": "kline"}])
-    bad_price = frame.replace(b'"p":"101.25000000"', b'"p":"1o1"')
     empty = compact("!markPrice@arr@1s", [])
-    for bad in (foreign, bad_price, empty, frame[:-2]):
+    for bad in (foreign, empty, frame[:-2]):
         assert b.decode_market_frame(bad) is None
+    bad_price = b.decode_market_frame(frame.replace(b'"p":"101.25000000"', b'"p":"1o1"'))
+    assert bad_price is not None and isinstance(bad_price[2], b.MarkTicks)  # that one left out
+    assert ([t.symbol for t in bad_price[2].ticks], len(bad_price[2].rejected)) == (["BTCUSDT"], 1)
     message = parse_frame(foreign, is_combined=True)  # still a valid frame: the feed decides
     assert message.event is None and message.stream == "!markPrice@arr@1s"
 
@@ -129,3 +134,21 @@ def test_a_repeated_mark_array_is_deduplicated() -> None:
     assert conn.accept_frame(frame) is None  # the overlap of a proactive reconnect
     assert conn.accept_frame(later) is not None
     assert (conn.stats().messages, conn.duplicates) == (2, 1)
+
+
+def test_a_mark_price_that_is_not_finite_and_positive_is_never_a_mark() -> None:
+    for price in ("nan", "inf", "-inf", "0", "-5", "1e400"):
+        bad = MARK.replace(b'"p":"11794.15000000"', b'"p":"' + price.encode() + b'"')
+        assert b.decode_market_frame(bad) is None, price
+        message = parse_frame(bad, is_combined=True)  # a valid frame: the feed counts it bad
+        assert message.event is None
+        with pytest.raises(msgspec.ValidationError, match="not finite and positive"):
+            b.decode_event(bad)
+    frame, _ = mark_array(["BTCUSDT", "ETHUSDT", "XRPUSDT"])
+    frame = frame.replace(b'"p":"101.25000000"', b'"p":"NaN"')  # ETHUSDT's
+    fast = b.decode_market_frame(frame)
+    assert fast is not None and isinstance(fast[2], b.MarkTicks)
+    assert [t.symbol for t in fast[2].ticks] == ["BTCUSDT", "XRPUSDT"]  # the others still count
+    (reason,) = fast[2].rejected
+    assert "'NaN'" in reason and "ETHUSDT" in reason
+    assert fast[2].time_ms == 1562305380000
