@@ -45,12 +45,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import Decimal
 
 import numpy as np
 import numpy.typing as npt
 
 from shared.config_ops import ExitsConfig
+from shared.core.filters import floor_to_step, round_to_tick
 
 REASONS = ("emergency", "liquidation_buffer", "stop_loss", "trailing_stop", "invalidation",
            "take_profit", "max_holding", "time_stop", "counter_trend")  # fmt: skip
@@ -109,14 +110,6 @@ def _dec(value: float) -> Decimal:
     return Decimal(str(value))
 
 
-def _floor_to(value: Decimal, step: Decimal) -> Decimal:
-    return (value / step).to_integral_value(rounding=ROUND_FLOOR) * step
-
-
-def _ceil_to(value: Decimal, step: Decimal) -> Decimal:
-    return (value / step).to_integral_value(rounding=ROUND_CEILING) * step
-
-
 def _check_positive(name: str, value: Decimal) -> None:
     if not value > 0:
         raise ValueError(f"exits: {name}={value} must be > 0")
@@ -159,19 +152,19 @@ def default_plan(holding: Holding, cfg: ExitsConfig, tick_size: Decimal) -> Plan
     stop_off = entry * _dec(cfg.stop_loss_pct) / _HUNDRED
     tp_off = entry * _dec(cfg.take_profit_pct) / _HUNDRED
     if _is_long(holding):
-        stop = _ceil_to(entry - stop_off, tick_size)
+        stop = round_to_tick(entry - stop_off, tick_size, "up")
         if stop >= entry:
-            stop = _ceil_to(entry, tick_size) - tick_size
-        take_profit = _floor_to(entry + tp_off, tick_size)
+            stop = round_to_tick(entry, tick_size, "up") - tick_size
+        take_profit = round_to_tick(entry + tp_off, tick_size, "down")
         if take_profit <= entry:
-            take_profit = _floor_to(entry, tick_size) + tick_size
+            take_profit = round_to_tick(entry, tick_size, "down") + tick_size
     else:
-        stop = _floor_to(entry + stop_off, tick_size)
+        stop = round_to_tick(entry + stop_off, tick_size, "down")
         if stop <= entry:
-            stop = _floor_to(entry, tick_size) + tick_size
-        take_profit = _ceil_to(entry - tp_off, tick_size)
+            stop = round_to_tick(entry, tick_size, "down") + tick_size
+        take_profit = round_to_tick(entry - tp_off, tick_size, "up")
         if take_profit >= entry:
-            take_profit = _ceil_to(entry, tick_size) - tick_size
+            take_profit = round_to_tick(entry, tick_size, "up") - tick_size
     return Plan(stop_price=stop, take_profit_price=take_profit)
 
 
@@ -196,9 +189,9 @@ def update_track(
     if profit_pct >= _dec(cfg.trailing_activation_pct):
         distance = best * _dec(cfg.trailing_distance_pct) / _HUNDRED
         if is_long:
-            stop = max(stop, _ceil_to(best - distance, tick_size))
+            stop = max(stop, round_to_tick(best - distance, tick_size, "up"))
         else:
-            stop = min(stop, _floor_to(best + distance, tick_size))
+            stop = min(stop, round_to_tick(best + distance, tick_size, "down"))
     return replace(track, best_mark=best, stop_price=stop)
 
 
@@ -208,7 +201,7 @@ def update_track(
 def _partial(reason: str, size: Decimal, fraction: float, step: Decimal, detail: str) -> Exit:
     """Return an exit closing `fraction` of `size` floored to the step, or all of it when that
     is 0 or would leave less than one step."""
-    cut = _floor_to(size * _dec(fraction), step)
+    cut = floor_to_step(size * _dec(fraction), step)
     if cut <= 0 or size - cut < step:
         return Exit(reason, size, True, detail)
     return Exit(reason, cut, False, detail)
