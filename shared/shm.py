@@ -199,6 +199,21 @@ class KlineWriter:
         self._segment.close()
 
 
+def _read_bounds(
+    v: SegmentViews, index: npt.NDArray[np.intp] | slice
+) -> tuple[
+    npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]
+]:
+    """Read the records at `index` in one vectorized seqlock pass: their seq words, then their
+    meta, then the seq words again. Return (seqs before, ring ends (shm_layout.window_rows'
+    `end`), lengths, is_unstable: a record being written or written meanwhile)."""
+    seq_before = v.row_seqs[index].copy()
+    meta = v.meta[index].copy()  # count and length of every record
+    is_unstable = (seq_before != v.row_seqs[index]) | (seq_before & 1 != 0)
+    window = v.layout.window_bars
+    return seq_before, meta[:, M_COUNT] % window + window, meta[:, M_LENGTH], is_unstable
+
+
 def _matching_views(segment: Segment, layout: KlineLayout, table: bytes) -> SegmentViews | None:
     """Return views of segment when its version, layout and symbol table equal the wanted ones."""
     if int(segment.header[H_VERSION]) != LAYOUT_VERSION or params_of(segment, 3) != layout.params():
@@ -338,12 +353,9 @@ class KlineReader:
             slots = np.fromiter(map(v.slots.__getitem__, symbols), np.intp, len(symbols))
         except KeyError as e:
             raise KeyError(f"shm: symbol {e.args[0]} is not in the kline segment") from None
-        seq_before = v.row_seqs[slots]
-        meta = v.meta[slots]  # a copy: count and length of every symbol
-        seq_after = v.row_seqs[slots]
+        seq_before, ends, lengths, is_unstable = _read_bounds(v, slots)
         window = v.layout.window_bars
-        ends = meta[:, M_COUNT] % window + window  # shm_layout.window_rows, vectorized
-        sizes = np.minimum(meta[:, M_LENGTH], max(bars, 0))
+        sizes = np.minimum(lengths, max(bars, 0))
         starts = ends - sizes
         rooms = window - sizes
         rings = v.rings
@@ -354,7 +366,6 @@ class KlineReader:
                 rooms.tolist(), strict=True,
             )
         ]  # fmt: skip
-        is_unstable = (seq_before != seq_after) | (seq_before & 1 != 0)
         for j in np.flatnonzero(is_unstable).tolist():
             out[j] = self.view(symbols[j], bars)  # being written: bounded retries
         return out
@@ -375,13 +386,8 @@ class KlineReader:
             or v.symbols[first : first + n] != tuple(symbols)
         ):
             return None
-        seq_before = v.row_seqs[first : first + n].copy()
-        meta = v.meta[first : first + n].copy()
-        seq_after = v.row_seqs[first : first + n]
-        if ((seq_before != seq_after) | (seq_before & 1 != 0)).any():
-            return None
-        ends = meta[:, M_COUNT] % window + window  # shm_layout.window_rows, vectorized
-        if (ends != ends[0]).any() or (meta[:, M_LENGTH] < bars).any():
+        seq_before, ends, lengths, is_unstable = _read_bounds(v, slice(first, first + n))
+        if is_unstable.any() or (ends != ends[0]).any() or (lengths < bars).any():
             return None
         end = int(ends[0])
         rows = v.data[first : first + n, end - bars : end]
