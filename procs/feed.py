@@ -142,14 +142,15 @@ class Feed:
             if not isinstance(event, b.UnknownEvent):
                 return event
             reason = f"unknown event type {event.event_type!r}"
-        self.bad(item, reason)
+        self.bad(item.stream, reason, item.data)
         return None
 
-    def bad(self, item: StreamMessage, reason: str) -> None:
-        """Count and log (rate-limited, first 200 bytes) a malformed message."""
+    def bad(self, stream: str, reason: str, data: bytes = b"") -> None:
+        """Count and log (rate-limited, with the first 200 bytes of `data` when given) a
+        malformed message, or a malformed part of one."""
         self.bad_messages += 1
-        head = item.data[:BAD_FRAME_HEAD_BYTES].decode("utf-8", "replace")
-        self.warn("bad", "bad_message", stream=item.stream, reason=reason[:200], head=head,
+        head = {"head": data[:BAD_FRAME_HEAD_BYTES].decode("utf-8", "replace")} if data else {}
+        self.warn("bad", "bad_message", stream=stream, reason=reason[:200], **head,
                   total=self.bad_messages)  # fmt: skip
 
     # ---- handlers ----------------------------------------------------------------------------
@@ -170,12 +171,13 @@ class Feed:
             if event.symbol in self.mark_topics:
                 self.store_mark(event)
             else:
-                self.bad(item, f"mark of {event.symbol[:40]!r}, not one of feed.symbols")
+                self.bad(item.stream, f"mark of {event.symbol[:40]!r}, not one of feed.symbols",
+                         item.data)  # fmt: skip
         elif isinstance(event, b.KlineUpdate) and event.kline.is_closed:
             k = event.kline
             if k.symbol not in self.kline_topics or not is_feed_bar(k):
                 bar = f"{k.symbol[:40]!r} {k.interval[:8]} t={k.open_time_ms} T={k.close_time_ms}"
-                self.bad(item, f"closed kline {bar} is not a bar of the feed")
+                self.bad(item.stream, f"closed kline {bar} is not a bar of the feed", item.data)
                 return
             last = self.writer.last_open_time_ms(k.symbol)
             if has_hole(last, k.open_time_ms) and not self.cfg.feed.disable_rest_fallback:
@@ -189,9 +191,7 @@ class Feed:
         array holds every symbol of the market; the others are skipped, not counted as bad).
         The Redis mirror keeps each symbol's latest under `mark.<S>` for late joiners."""
         for reason in frame.rejected:  # its other marks still count
-            self.bad_messages += 1
-            self.warn("bad", "bad_message", stream="!markPrice@arr", reason=reason[:200],
-                      total=self.bad_messages)  # fmt: skip
+            self.bad("!markPrice@arr", reason)
         topics = self.mark_topics
         entries = [bus.MarkEntry(m.symbol, m.mark_price, m.index_price, m.funding_rate,
                                  m.next_funding_time_ms, m.time_ms)
@@ -213,10 +213,8 @@ class Feed:
         price that is not finite and positive (REST replies are not checked on decoding) is
         counted bad and dropped."""
         if not b.is_price(mark.mark_price):
-            self.bad_messages += 1
-            self.warn("bad", "bad_message", stream="mark", total=self.bad_messages,
-                      reason=f"mark price {mark.mark_price} of {mark.symbol[:40]!r} is not "
-                      "finite and positive")  # fmt: skip
+            self.bad("mark", f"mark price {mark.mark_price} of {mark.symbol[:40]!r} is not "
+                     "finite and positive")  # fmt: skip
             return
         payload = bus_mark(mark)
         self.writer.set_mark(mark.symbol, payload.price, mark.time_ms)
