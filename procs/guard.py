@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import sys
 import time
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 
@@ -80,14 +81,15 @@ class Sources:
                 if received is None:
                     continue
                 m = received.payload
-                if isinstance(m, bus.MarkPrice):
-                    self.feed_last_ms = _mono_ms()
-                    await self.guard.on_mark(m.symbol, Decimal(repr(m.price)), m.ts_ms)
-                elif isinstance(m, bus.Marks):
-                    self.feed_last_ms = _mono_ms()
-                    for entry in m.marks:
-                        await self.guard.on_mark(entry.symbol, Decimal(repr(entry.price)),
-                                                 entry.ts_ms)  # fmt: skip
+                if isinstance(m, bus.Marks):
+                    marks: Iterable[bus.MarkPrice | bus.MarkEntry] = m.marks
+                elif isinstance(m, bus.MarkPrice):
+                    marks = (m,)
+                else:
+                    continue
+                self.feed_last_ms = _mono_ms()
+                for mark in marks:
+                    await self.guard.on_mark(mark.symbol, Decimal(repr(mark.price)), mark.ts_ms)
 
     def _attach(self) -> None:
         if self.klines is None:
