@@ -99,6 +99,17 @@ def _event_time_ms(value: int | str) -> int:
     return int(value)
 
 
+def _is_utf8(frame: bytes | str) -> bool:
+    """Return whether a frame is valid UTF-8 text (a str is; bytes are checked)."""
+    if isinstance(frame, str):
+        return True
+    try:
+        bytes(frame).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def parse_frame(frame: bytes | str, is_combined: bool) -> StreamMessage:
     """Validate one WebSocket frame and return its message; raise FrameError with the reason.
 
@@ -132,10 +143,12 @@ def parse_frame(frame: bytes | str, is_combined: bool) -> StreamMessage:
                 raise FrameError("event type e is missing")
     except msgspec.ValidationError as e:
         raise FrameError(f"wrong shape: {e}") from None
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, UnicodeError) as e:
+        # Decided by the bytes, not by msgspec's wording: releases differ in whether bad UTF-8
+        # raises UnicodeDecodeError or DecodeError, and in the text of either.
+        if not _is_utf8(frame):
+            raise FrameError("not UTF-8") from None
         raise FrameError(f"not JSON: {e}") from None
-    except UnicodeError:  # msgspec raises UnicodeDecodeError for bad UTF-8 inside a string
-        raise FrameError("not UTF-8") from None
     except RecursionError:
         raise FrameError("nested too deeply") from None
     if isinstance(decoded, list):

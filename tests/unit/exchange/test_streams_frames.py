@@ -92,8 +92,10 @@ def test_all_market_mark_price_array_takes_the_first_event_time() -> None:
         (b'{"stream":"a@kline_1m","data":{"e":"kline","E":true}}', True, "wrong shape"),
         (b'[1,2,3]', False, "wrong shape"),
         (b'{"E":1}', False, "event type e is missing"),
-        (b"\xff\xfe{}", False, "not JSON"),
+        (b"\xff\xfe{}", False, "not UTF-8"),
         (b'{"e":"\xc3\x28","E":1}', False, "not UTF-8"),
+        (b'{"stream":"a@kline_1m","data":{"e":"k\xc3\x28","E":1}}', True, "not UTF-8"),
+        (b'{"e":"kline","E":1,', False, "not JSON"),
         (b"[" * 100_000, True, "wrong shape|not JSON|nested"),
     ],
 )  # fmt: skip
