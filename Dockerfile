@@ -13,7 +13,8 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/slt
-COPY pyproject.toml README.md ./
+# requirements.lock: scripts/install installs exactly its versions and hashes, as CI does.
+COPY pyproject.toml README.md requirements.lock ./
 COPY procs ./procs
 COPY shared ./shared
 COPY config ./config
