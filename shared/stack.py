@@ -8,6 +8,7 @@ import glob
 import hashlib
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from shared.config import Config
@@ -56,6 +57,8 @@ def supervisor_environment(cfg: Config) -> dict[str, str]:
         "SLT_PG_DATABASE": cfg.postgres.database,
         "SLT_REDIS_BIN": "/bin/false",
         "SLT_PG_BIN": "/bin",
+        # The interpreter of the virtualenv that runs `slt env` runs the programs too.
+        "SLT_PYTHON": sys.executable,
     }
     if private_redis:
         env["SLT_REDIS_BIN"] = find_server_binary("redis-server")

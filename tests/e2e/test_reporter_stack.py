@@ -10,12 +10,14 @@ import asyncio
 import datetime as dt
 import json
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +29,7 @@ from shared.db import Database, postgres_dsn
 from shared.heartbeat import read_heartbeats
 from shared.schemas.records import TradeRecord
 from shared.stack import instance_id
-from tests.e2e.conftest import REPO_ROOT, Stack, start_stack
+from tests.e2e.conftest import Stack, start_stack
 from tests.e2e.test_guard_stack import signed
 from tests.e2e.test_trader_stack import query
 from tests.integration.reporter.test_status import count_colour, read_png, run_chromium
@@ -169,7 +171,7 @@ def test_reporter_notifies_serves_status_and_reports_the_day(stand_ins: StandIns
 
         # The daily report of a day with inserted trades.
         insert_trades(stack)
-        proc = subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "slt"), "report", "--date", DAY,
+        proc = subprocess.run([str(Path(sys.executable).parent / "slt"), "report", "--date", DAY,
                                "--send"], env=stack.env, capture_output=True, text=True,
                               timeout=120)  # fmt: skip
         assert proc.returncode == 0, proc.stdout + proc.stderr

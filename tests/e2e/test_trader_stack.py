@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -17,7 +19,7 @@ import pytest
 
 from shared.config import load_config
 from shared.db import postgres_dsn
-from tests.e2e.conftest import REPO_ROOT, Stack, start_stack
+from tests.e2e.conftest import Stack, start_stack
 from tests.e2e.test_guard_stack import signed
 from tests.services import eventually
 
@@ -152,7 +154,7 @@ def test_trader_trades_learns_and_loses_no_record_while_postgres_is_down() -> No
 
 
 def slt(stack: Stack, *args: str) -> str:
-    proc = subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "slt"), *args], env=stack.env,
+    proc = subprocess.run([str(Path(sys.executable).parent / "slt"), *args], env=stack.env,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
