@@ -6,7 +6,8 @@ Finishes in about a minute; ends with scripts/bench_shm.py's window read figures
 200 symbols x 500 bars) unless --skip-shm.
 
 Input: combined-stream frames for 200 synthetic symbols (SYM000USDT...) replaying real 1m BTC/ETH
-bars of shared/paper/data: per symbol and minute 60 marks, 60 open `kline_1m` updates and the one
+bars of procs/paper_exchange/data: per symbol and minute 60 marks, 60 open `kline_1m` updates and
+the one
 closed kline, interleaved second by second; all pre-encoded as bytes. The same market updates
 come in two framings: as the feed subscribes (each second's marks of all symbols in one
 `!markPrice@arr@1s` frame, Binance's all-market mark stream) and as the seeds subscribe (one
@@ -64,13 +65,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from procs.feed import Feed  # noqa: E402
+from procs.feed.main import Feed  # noqa: E402
 from shared import log  # noqa: E402
 from shared.bus import Publisher, Subscriber, bus_endpoint  # noqa: E402
 from shared.config import Config, load_config  # noqa: E402
 from shared.exchange.inbox import Inbox  # noqa: E402
 from shared.exchange.streams import StreamConnection  # noqa: E402
-from shared.shm import KlineWriter, unlink_segments  # noqa: E402
+from shared.shm.rings import KlineWriter, unlink_segments  # noqa: E402
 from tests.services import redis_server  # noqa: E402
 
 SYMBOLS = [f"SYM{i:03d}USDT" for i in range(200)]
@@ -79,7 +80,7 @@ REALISTIC_MINUTES = 4  # 200 symbols x 301 messages x 4 minutes = 240,800 messag
 REALISTIC_OPEN_PER_S = 4  # open kline updates per symbol and second (Binance: every 250 ms)
 REDIS_MESSAGES = 10_000  # the Redis baseline runs on this prefix (one round trip per message)
 LATENCY_SHARE = 0.5  # the latency pass runs on this share of the frames (the first 4.5 minutes)
-KLINES_DIR = ROOT / "shared" / "paper" / "data" / "klines"
+KLINES_DIR = ROOT / "procs" / "paper_exchange" / "data" / "klines"
 HOT_CORE = 0
 
 

@@ -76,8 +76,8 @@ sys.path.insert(0, str(ROOT))
 
 from shared.bus import Publisher, bus_endpoint  # noqa: E402
 from shared.schemas import bus  # noqa: E402
-from shared.segment import unlink_segments  # noqa: E402
-from shared.shm import KlineColumn, KlineReader  # noqa: E402
+from shared.shm.rings import KlineColumn, KlineReader  # noqa: E402
+from shared.shm.segment import unlink_segments  # noqa: E402
 from shared.stack import instance_id  # noqa: E402
 from tests.integration.feed.conftest import FeedProcess, feed_overlay, wait_for_log  # noqa: E402
 from tests.paper_exchange_fixture import (  # noqa: E402

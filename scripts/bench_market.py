@@ -12,10 +12,10 @@ import json
 import time
 from pathlib import Path
 
-from shared.paper.market import Market
-from shared.paper.replay import load_replay
+from procs.paper_exchange.market.prices import Market
+from procs.paper_exchange.market.replay import load_replay
 
-DATA = Path(__file__).resolve().parent.parent / "shared" / "paper" / "data"
+DATA = Path(__file__).resolve().parent.parent / "procs" / "paper_exchange" / "data"
 EPOCH_MS = 1_795_395_600_000
 
 

@@ -32,7 +32,13 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shared.shm import COLUMN_COUNT, KlineColumn, KlineReader, KlineWriter, unlink_segments
+from shared.shm.rings import (
+    COLUMN_COUNT,
+    KlineColumn,
+    KlineReader,
+    KlineWriter,
+    unlink_segments,
+)
 from tests.services import redis_server
 
 SYMBOLS = [f"SYM{i:03d}USDT" for i in range(200)]

@@ -27,7 +27,8 @@ PostgreSQL, the paper exchange (`procs.paper_exchange`, speed 1, rate limits rai
    its log.
    Not included: the exchange -> feed WebSocket hop and the feed's parse of the N klines
    (scripts/bench_feed.py: p50 16-17 us per message, so about 3 ms for 200).
-2. Training time: `shared.model.train_model` on 50,000 samples of the real data (nthread 2, the
+2. Training time: `shared.learn.model.train_model` on 50,000 samples of the real data (nthread 2,
+the
    default parameters), and the dataset build it needs.
 """
 
@@ -55,12 +56,12 @@ from shared.bus import Publisher, bus_endpoint  # noqa: E402
 from shared.cache import Cache  # noqa: E402
 from shared.config import load_config  # noqa: E402
 from shared.core import features as fe  # noqa: E402
-from shared.dataset import build_dataset, load_kline_csvs  # noqa: E402
 from shared.exchange.rest import ExchangeClient  # noqa: E402
-from shared.model import TrainParams, train_model  # noqa: E402
+from shared.learn.dataset import build_dataset, load_kline_csvs  # noqa: E402
+from shared.learn.model import TrainParams, train_model  # noqa: E402
 from shared.schemas import bus  # noqa: E402
-from shared.segment import unlink_segments  # noqa: E402
-from shared.shm import KlineWriter  # noqa: E402
+from shared.shm.rings import KlineWriter  # noqa: E402
+from shared.shm.segment import unlink_segments  # noqa: E402
 from tests.integration.feed.conftest import FeedProcess, feed_overlay  # noqa: E402
 from tests.paper_exchange_fixture import (  # noqa: E402
     ALL_SYMBOLS,
@@ -73,7 +74,7 @@ from tests.services import eventually, postgres_server, redis_server  # noqa: E4
 SAMPLES = 200
 SYMBOLS = 200
 WINDOW_BARS = 500
-DATA_DIR = ROOT / "shared" / "paper" / "data" / "klines"
+DATA_DIR = ROOT / "procs" / "paper_exchange" / "data" / "klines"
 UNLIMITED = 1_000_000
 PAPER_LIMITS = {"request_weight_limit_1m": UNLIMITED, "order_limit_10s": UNLIMITED,
                 "order_limit_1m": UNLIMITED}  # fmt: skip

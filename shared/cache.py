@@ -85,7 +85,8 @@ class Keys:
 
     def db_outbox(self) -> str:
         """Stream of records (msgpack records.Record under field `r`) waiting for PostgreSQL;
-        never trimmed: an entry is deleted only after its upsert committed (shared/outbox.py)."""
+        never trimmed: an entry is deleted only after its upsert committed
+        (procs/trader/outbox.py)."""
         return f"{self.prefix}:db:outbox"
 
 

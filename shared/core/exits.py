@@ -50,7 +50,7 @@ from decimal import Decimal
 import numpy as np
 import numpy.typing as npt
 
-from shared.config_ops import ExitsConfig
+from shared.config.ops import ExitsConfig
 from shared.core.filters import floor_to_step, round_to_tick
 
 REASONS = ("emergency", "liquidation_buffer", "stop_loss", "trailing_stop", "invalidation",

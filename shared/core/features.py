@@ -5,7 +5,7 @@ Training (`feature_history`, sliding windows over a symbol's history) and live t
 row depends only on the last `WINDOW_BARS` bars of its window and on nothing else.
 
 Input: float64 windows (n, bars, C >= 6), oldest bar first, columns in the order of
-`shared.shm_layout.KlineColumn` (1 open, 2 high, 3 low, 4 close, 5 volume). Only the last
+`shared.shm.layout.KlineColumn` (1 open, 2 high, 3 low, 4 close, 5 volume). Only the last
 `WINDOW_BARS` bars are used; below, bars are indexed 0..L with L = WINDOW_BARS - 1 the last bar,
 and o, h, l, c, v are its columns. A window with any open/high/low/close not finite or <= 0, or
 any volume not finite or < 0, gives a row of NaN; every other row is finite.
@@ -116,7 +116,7 @@ _ADX_SEED_DECAY = _WILDER_RATIO**_ADX_SMOOTHED
 _ADX_WEIGHTS = _WILDER_RATIO ** np.arange(_ADX_SMOOTHED - 1, -1, -1, dtype=np.float64) / ADX_BARS
 _EMA_DIFFERENCE_WEIGHTS = _ema_weights(EMA_FAST_BARS) - _ema_weights(EMA_SLOW_BARS)
 
-# Column order of shared.shm_layout.KlineColumn (not imported: that module maps memory);
+# Column order of shared.shm.layout.KlineColumn (not imported: that module maps memory);
 # compute_features relies on OPEN..VOLUME being consecutive.
 OPEN, HIGH, LOW, CLOSE, VOLUME = 1, 2, 3, 4, 5
 MIN_COLUMNS = 6

@@ -1,7 +1,7 @@
 """The feed's pure logic: which REST klines are closed and new, bus payloads from exchange
 events, the account state (positions, open orders) and the Redis mirror of the latest values.
 
-No I/O: `procs/feed.py` fetches, writes and publishes what these functions return.
+No I/O: `procs/feed/main.py` fetches, writes and publishes what these functions return.
 
 - Klines: a REST reply's rows are closed except possibly the newest (Binance returns the open
   candle last); the newest counts as closed only when its close time has passed. The server-time
@@ -86,7 +86,7 @@ def bus_kline(k: b.Kline) -> bus.Kline:
 
 
 def kline_row(k: b.Kline) -> list[float]:
-    """Return the shm row of a kline, in `shared.shm.KlineColumn` order."""
+    """Return the shm row of a kline, in `shared.shm.rings.KlineColumn` order."""
     return [float(k.open_time_ms), float(k.open), float(k.high), float(k.low), float(k.close),
             float(k.volume), float(k.close_time_ms), float(k.quote_volume), float(k.trades),
             float(k.taker_buy_volume), float(k.taker_buy_quote_volume)]  # fmt: skip

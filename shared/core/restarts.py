@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from shared.config_ops import WatchdogConfig
+from shared.config.ops import WatchdogConfig
 
 # The progress that proves a program does its work; programs not named here are checked for
 # liveness only.

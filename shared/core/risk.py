@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from shared.config_ops import KillSwitchConfig
+from shared.config.ops import KillSwitchConfig
 
 DAY_MS = 86_400_000
 _HUNDRED = Decimal(100)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from shared.config_ops import DmsConfig, GuardConfig
+from shared.config.ops import DmsConfig, GuardConfig
 
 _MS_PER_S = Decimal(1000)
 

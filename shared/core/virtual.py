@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from shared.config_ops import ExitsConfig
+from shared.config.ops import ExitsConfig
 from shared.core import exits
 
 SIDES = ("BUY", "SELL")

@@ -1,4 +1,4 @@
-"""PostgreSQL rows as frozen msgspec Structs: what `shared/db.py` writes and reads.
+"""PostgreSQL rows as frozen msgspec Structs: what `shared/store/db.py` writes and reads.
 
 `OrderIntent`, `TradeRecord`, `PositionEntry` and `PromotionDecision` form the tagged union
 `Record` (tag field `kind`), so one outbox stream and one journal carry all of them

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.segment import unlink_segments
+from shared.shm.segment import unlink_segments
 from shared.stack import instance_id
 from tests.services import eventually, free_port
 

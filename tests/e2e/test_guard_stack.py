@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from shared.heartbeat import read_heartbeats
-from shared.shm import KlineColumn, KlineReader
+from shared.shm.heartbeat import read_heartbeats
+from shared.shm.rings import KlineColumn, KlineReader
 from shared.stack import instance_id
 from tests.e2e.conftest import Stack
 from tests.paper_exchange_fixture import BinanceTestClient, call

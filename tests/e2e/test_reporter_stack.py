@@ -24,11 +24,11 @@ import pytest
 from aiohttp import web
 
 from shared.config import load_config
-from shared.core.report import day_bounds_ms
-from shared.db import Database, postgres_dsn
-from shared.heartbeat import read_heartbeats
+from shared.report.daily import day_bounds_ms
 from shared.schemas.records import TradeRecord
+from shared.shm.heartbeat import read_heartbeats
 from shared.stack import instance_id
+from shared.store.db import Database, postgres_dsn
 from tests.e2e.conftest import Stack, start_stack
 from tests.e2e.test_guard_stack import signed
 from tests.e2e.test_trader_stack import query

@@ -11,7 +11,7 @@ import signal
 
 import pytest
 
-from shared.shm import KlineColumn, KlineReader
+from shared.shm.rings import KlineColumn, KlineReader
 from shared.stack import instance_id
 from tests.e2e.conftest import Stack
 from tests.services import eventually

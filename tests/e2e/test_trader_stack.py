@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 
 from shared.config import load_config
-from shared.db import postgres_dsn
+from shared.store.db import postgres_dsn
 from tests.e2e.conftest import Stack, start_stack
 from tests.e2e.test_guard_stack import signed
 from tests.services import eventually

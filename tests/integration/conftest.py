@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
-from shared.segment import unlink_segments
+from shared.shm.segment import unlink_segments
 from tests.services import PostgresServer
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from shared.shm import COLUMN_COUNT, KlineWriter
+from shared.shm.rings import COLUMN_COUNT, KlineWriter
 
 MINUTE_MS = 60_000
 

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared import dataset, log
+from shared import log
 from shared.config import load_config
 from shared.exchange.rest import ExchangeClient
+from shared.learn import dataset
 from tests.paper_exchange_fixture import PaperExchangeProcess, start_paper_exchange, write_overlay
 
 REPO = Path(__file__).resolve().parents[2]

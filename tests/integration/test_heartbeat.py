@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from shared.heartbeat import (
+from shared.shm.heartbeat import (
     PROGRESS_NAMES,
     HeartbeatReader,
     HeartbeatWriter,
     read_heartbeats,
     run_heartbeat,
 )
-from shared.segment import ShmError, TornReadError
+from shared.shm.segment import ShmError, TornReadError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,7 +70,7 @@ def test_full_table_refuses_another_process(instance: str) -> None:
 def test_processes_starting_together_get_one_slot_each(instance: str) -> None:
     code = (
         "import sys, time\n"
-        "from shared.heartbeat import HeartbeatWriter\n"
+        "from shared.shm.heartbeat import HeartbeatWriter\n"
         "w = HeartbeatWriter(sys.argv[1], sys.argv[2])\n"
         "w.beat(1.0)\n"
     )
@@ -121,7 +121,7 @@ def test_read_heartbeats_without_a_table_is_empty(instance: str) -> None:
 
 BEATING_PROCESS = """
 import sys
-from shared.heartbeat import PROGRESS_NAMES, HeartbeatWriter
+from shared.shm.heartbeat import PROGRESS_NAMES, HeartbeatWriter
 w = HeartbeatWriter(sys.argv[1], "feed")
 print("ready", flush=True)
 c = 0

@@ -14,7 +14,16 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from shared.segment import (
+from shared.shm.rings import (
+    COLUMN_COUNT,
+    KlineColumn,
+    KlineLayout,
+    KlineReader,
+    KlineWriter,
+    Mark,
+    WindowView,
+)
+from shared.shm.segment import (
     SHM_DIR,
     SegmentMissingError,
     ShmSpaceError,
@@ -23,15 +32,6 @@ from shared.segment import (
     open_segment,
     segment_name,
     unlink_segments,
-)
-from shared.shm import (
-    COLUMN_COUNT,
-    KlineColumn,
-    KlineLayout,
-    KlineReader,
-    KlineWriter,
-    Mark,
-    WindowView,
 )
 from tests.integration.shm_writer import MINUTE_MS, bar
 from tests.services import eventually
@@ -131,7 +131,7 @@ def test_reader_process_exit_does_not_unlink_the_segment(instance: str) -> None:
     writer = KlineWriter.open(instance, SYMBOLS, 10)
     writer.append("BTCUSDT", bar(1))
     code = (
-        "from shared.shm import KlineReader\n"
+        "from shared.shm.rings import KlineReader\n"
         f"r = KlineReader({instance!r})\n"
         "print(len(r.window('BTCUSDT', 5)))\n"
     )
@@ -272,7 +272,7 @@ def test_reader_of_an_unlinked_segment_raises_segment_missing(instance: str) -> 
 READER_PROCESS = """
 import sys
 import numpy as np
-from shared.shm import COLUMN_COUNT, KlineReader
+from shared.shm.rings import COLUMN_COUNT, KlineReader
 r = KlineReader(sys.argv[1])
 symbols = r.symbols
 for i in range(10_000):

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from shared import dataset
 from shared.core import features
+from shared.learn import dataset
 from shared.schemas.records import TradeRecord
-from shared.shm_layout import KlineColumn
+from shared.shm.layout import KlineColumn
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 SLICE_BARS = 3000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from procs.guard import warn_weight_budget
+from procs.guard.main import warn_weight_budget
 from shared import log
 from shared.config import load_config
 

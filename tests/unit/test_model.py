@@ -10,9 +10,9 @@ import msgspec
 import numpy as np
 import pytest
 
-from shared import dataset
-from shared import model as mdl
 from shared.core import features
+from shared.learn import dataset
+from shared.learn import model as mdl
 from shared.schemas.records import LabelSpec, ModelVersionRecord
 
 SYMBOLS = ("BTCUSDT", "XRPUSDT")

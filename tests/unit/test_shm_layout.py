@@ -7,7 +7,15 @@ import time
 import numpy as np
 import pytest
 
-from shared.segment import (
+from shared.shm.layout import appends_begun, ring_rows_of, view_survives, window_rows
+from shared.shm.rings import (
+    COLUMN_COUNT,
+    SYMBOL_BYTES,
+    KlineLayout,
+    decode_symbols,
+    encode_symbols,
+)
+from shared.shm.segment import (
     TornReadError,
     align,
     read_stable,
@@ -15,13 +23,6 @@ from shared.segment import (
     segment_name,
     write_begin,
     write_end,
-)
-from shared.shm import COLUMN_COUNT, SYMBOL_BYTES, KlineLayout, decode_symbols, encode_symbols
-from shared.shm_layout import (
-    appends_begun,
-    ring_rows_of,
-    view_survives,
-    window_rows,
 )
 
 

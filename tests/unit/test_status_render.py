@@ -13,8 +13,7 @@ from typing import TypeVar
 import msgspec
 from aiohttp.test_utils import TestClient, TestServer
 
-from shared.config_reporter import ReporterConfig
-from shared.status import (
+from procs.reporter.status.collect import (
     OrderStatus,
     PositionStatus,
     ProgramStatus,
@@ -24,7 +23,8 @@ from shared.status import (
     render_status_html,
     render_status_text,
 )
-from shared.statusweb import make_app
+from procs.reporter.status.web import make_app
+from shared.config.reporter import ReporterConfig
 
 T = TypeVar("T")
 TOKEN = "s3cret-status-token"

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
-from shared.db import Database
 from shared.schemas.records import (
     LabelSpec,
     ModelVersionRecord,
@@ -15,6 +14,7 @@ from shared.schemas.records import (
     PromotionDecision,
     TradeRecord,
 )
+from shared.store.db import Database
 
 ENTRY_MS = 1_748_217_660_000
 FEATURES = (0.25, -1.5, float("nan"), 3.0)

@@ -9,10 +9,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from shared.db import Database
-from shared.migrations import MigrationError, load_migrations
+from shared.store.db import Database
+from shared.store.migrations import MigrationError, load_migrations
 
-MIGRATIONS = Path(__file__).resolve().parents[3] / "shared" / "migrations"
+MIGRATIONS = Path(__file__).resolve().parents[3] / "shared" / "store" / "migrations"
 
 
 def run(coro: object) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from msgspec.structs import replace
 
-from shared.db import Database, ModelStateError
+from shared.store.db import Database, ModelStateError
 from tests.integration.db.records import ENTRY_MS, model_meta, with_db
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from procs.trader.outbox import Recorder
 from shared.cache import Cache
-from shared.db import Database, DatabaseUnavailableError
 from shared.log import EventLogger
-from shared.outbox import Recorder
 from shared.schemas.records import Record, encode_record
+from shared.store.db import Database, DatabaseUnavailableError
 from tests.integration.db.records import (
     ENTRY_MS,
     decision,

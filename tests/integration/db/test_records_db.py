@@ -11,9 +11,9 @@ import msgspec
 import pytest
 
 from shared.config import load_config
-from shared.db import Database, DatabaseRejectedError, DatabaseUnavailableError, postgres_dsn
 from shared.schemas.records import OrderIntent
 from shared.stack import database_user
+from shared.store.db import Database, DatabaseRejectedError, DatabaseUnavailableError, postgres_dsn
 from tests.integration.db.records import (
     ENTRY_MS,
     decision,

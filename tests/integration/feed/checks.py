@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shared.core.feedstate import INTERVAL_MS
-from shared.shm import KlineColumn
+from shared.shm.rings import KlineColumn
 from tests.paper_exchange_fixture import PaperExchangeProcess
 
 

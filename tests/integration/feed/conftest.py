@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from procs.feed import Feed
+from procs.feed.main import Feed
 from shared import log
 from shared.bus import Publisher, bus_endpoint
 from shared.cache import Cache, FeedSnapshot
@@ -29,8 +29,8 @@ from shared.config import Config, load_config
 from shared.exchange.frames import StreamMessage
 from shared.exchange.inbox import Inbox
 from shared.exchange.streams import StreamConnection
-from shared.segment import unlink_segments
-from shared.shm import KlineWriter
+from shared.shm.rings import KlineWriter
+from shared.shm.segment import unlink_segments
 from shared.stack import instance_id
 from tests.paper_exchange_fixture import (
     REPO_ROOT,
@@ -191,7 +191,7 @@ def wait_for_log(feed: FeedProcess, event: str, count: int = 1, timeout_s: float
 @contextlib.contextmanager
 def feed_parts(symbols: Sequence[str], window_bars: int,
                prefix: str) -> Iterator[tuple[Config, KlineWriter, Publisher, str]]:  # fmt: skip
-    """What `procs.feed.Feed` needs, without sockets to the exchange: a paper config for
+    """What `procs.feed.main.Feed` needs, without sockets to the exchange: a paper config for
     `symbols` (no REST: holes are never backfilled), a private shm instance and a Publisher on
     a private endpoint; removed afterwards."""
     instance = prefix + uuid.uuid4().hex[:8]

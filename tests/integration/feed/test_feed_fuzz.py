@@ -25,7 +25,7 @@ import pytest
 
 from shared.bus import Publisher
 from shared.config import Config
-from shared.shm import KlineColumn, KlineReader, KlineWriter
+from shared.shm.rings import KlineColumn, KlineReader, KlineWriter
 from tests.integration.feed.conftest import FeedPath, feed_parts
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "binance" / "nautilus-docs-derived"

@@ -11,7 +11,7 @@ import msgspec
 from shared.bus import Subscriber, bus_endpoint
 from shared.cache import Cache
 from shared.schemas import bus
-from shared.shm import KlineColumn, KlineReader
+from shared.shm.rings import KlineColumn, KlineReader
 from tests.integration.feed.checks import assert_no_hole, open_times, rest_klines
 from tests.integration.feed.conftest import BACKFILL_BARS, WINDOW_BARS, FeedProcess, wait_for_log
 from tests.paper_exchange_fixture import PaperExchangeProcess

@@ -19,7 +19,7 @@ import pytest
 from shared.bus import Publisher, Subscriber, bus_endpoint
 from shared.config import Config
 from shared.schemas import bus
-from shared.shm import KlineReader, KlineWriter, Mark
+from shared.shm.rings import KlineReader, KlineWriter, Mark
 from tests.integration.feed.conftest import FeedPath, feed_parts
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "binance" / "nautilus-docs-derived"

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shared.bus import Subscriber, bus_endpoint
-from shared.heartbeat import Heartbeat, read_heartbeats
 from shared.schemas import bus
-from shared.segment import TornReadError
-from shared.shm import KlineReader
+from shared.shm.heartbeat import Heartbeat, read_heartbeats
+from shared.shm.rings import KlineReader
+from shared.shm.segment import TornReadError
 from tests.integration.feed.checks import assert_no_hole, assert_rows_whole, open_times
 from tests.integration.feed.conftest import (
     BACKFILL_BARS,

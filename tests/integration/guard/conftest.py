@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from shared.segment import unlink_segments
+from shared.shm.segment import unlink_segments
 from tests.integration.feed.conftest import FeedProcess, feed_overlay
 from tests.paper_exchange_fixture import (
     BinanceTestClient,

@@ -204,7 +204,7 @@ def test_a_restarted_guard_keeps_a_stop_that_trailed_tighter_than_the_plan(px, s
 
 
 def test_guard_started_while_the_exchange_fails_waits_beating_then_protects(px, start_guard):
-    from shared.heartbeat import read_heartbeats
+    from shared.shm.heartbeat import read_heartbeats
 
     open_position(px, "BUY", "0.02")
     control(px, "/_sim/http/fail", status="503", seconds="4")

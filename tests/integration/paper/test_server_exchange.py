@@ -13,8 +13,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from procs.paper_exchange.server import PaperExchange, StateError, build_app, open_paper_exchange
 from shared.config import PaperExchangeConfig, load_config
-from shared.paper.server import PaperExchange, StateError, build_app, open_paper_exchange
 
 T0_MS = 1_795_400_000_000
 

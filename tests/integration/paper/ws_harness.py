@@ -22,8 +22,8 @@ import aiohttp
 from aiohttp import web
 from websockets.asyncio.client import ClientConnection
 
+from procs.paper_exchange.server import PaperExchange, build_app, open_paper_exchange, run_steps
 from shared.config import load_config
-from shared.paper.server import PaperExchange, build_app, open_paper_exchange, run_steps
 from tests.paper_exchange_fixture import API_KEY, API_SECRET, TEST_SYMBOLS, BinanceTestClient
 from tests.services import free_port
 

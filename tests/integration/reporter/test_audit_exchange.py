@@ -13,9 +13,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from procs.reporter import fetch_fills, fetch_income
-from shared.core.report import ledger_audit
+from procs.reporter.main import fetch_fills, fetch_income
 from shared.exchange.rest import ExchangeClient
+from shared.report.daily import ledger_audit
 from shared.schemas.records import TradeRecord
 from tests.integration.exchange.conftest import client_config, client_logger
 from tests.paper_exchange_fixture import PaperExchangeProcess, start_paper_exchange

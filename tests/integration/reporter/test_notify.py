@@ -17,15 +17,15 @@ import numpy
 import pytest
 from aiohttp import web
 
-from shared.config_reporter import ReporterConfig
-from shared.log import EventLogger
-from shared.notify import (
+from procs.reporter.notify import (
     Notifier,
     alert_text,
     retry_after_s,
     trade_closed_text,
     trade_opened_text,
 )
+from shared.config.reporter import ReporterConfig
+from shared.log import EventLogger
 from shared.schemas.guard import Alert
 from shared.schemas.records import TradeRecord
 from tests.services import free_port

@@ -19,16 +19,16 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from procs.reporter.status.collect import StatusSnapshot, collect_status
+from procs.reporter.status.web import make_app, start_status_site
 from shared.cache import Cache
 from shared.config import Config, load_config
-from shared.db import Database
 from shared.exchange.rest import ExchangeClient
-from shared.halt import halt_path, halted, save_halt
-from shared.heartbeat import HeartbeatWriter
-from shared.segment import unlink_segments
+from shared.shm.heartbeat import HeartbeatWriter
+from shared.shm.segment import unlink_segments
 from shared.stack import instance_id
-from shared.status import StatusSnapshot, collect_status
-from shared.statusweb import make_app, start_status_site
+from shared.store.db import Database
+from shared.store.halt import halt_path, halted, save_halt
 from tests.integration.db.records import model_meta
 from tests.integration.exchange.conftest import client_config, client_logger
 from tests.integration.watchdog import conftest as watchdog_fixtures

@@ -1,15 +1,15 @@
 """The trader's live path (shared-memory windows -> compute_features) gives exactly the feature
-rows training uses (shared.dataset -> feature_history), on real bars."""
+rows training uses (shared.learn.dataset -> feature_history), on real bars."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from procs.trader.trading import read_windows
 from shared.core import features as fe
-from shared.dataset import DEFAULT_DATA_DIR, build_dataset, load_kline_csvs
-from shared.segment import unlink_segments
-from shared.shm import KlineReader, KlineWriter
-from shared.trading import read_windows
+from shared.learn.dataset import DEFAULT_DATA_DIR, build_dataset, load_kline_csvs
+from shared.shm.rings import KlineReader, KlineWriter
+from shared.shm.segment import unlink_segments
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 BARS = 300

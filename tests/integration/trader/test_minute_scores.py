@@ -1,4 +1,5 @@
-"""The trader scores a minute in chunks while its closes arrive (shared.trading.MinuteScores): the
+"""The trader scores a minute in chunks while its closes arrive
+(procs.trader.trading.MinuteScores): the
 result must be exactly the one batch's, in the configured order, and never mix minutes or models."""
 
 from __future__ import annotations
@@ -6,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from procs.trader.trading import MinuteScores, read_windows
 from shared.core import features as fe
-from shared.dataset import DEFAULT_DATA_DIR, build_dataset, load_kline_csvs
-from shared.model import Model, TrainParams, train_model
-from shared.segment import unlink_segments
-from shared.shm import KlineReader, KlineWriter
-from shared.trading import MinuteScores, read_windows
+from shared.learn.dataset import DEFAULT_DATA_DIR, build_dataset, load_kline_csvs
+from shared.learn.model import Model, TrainParams, train_model
+from shared.shm.rings import KlineReader, KlineWriter
+from shared.shm.segment import unlink_segments
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "ADAUSDT", "LTCUSDT", "XRPUSDT", "DOGEUSDT")
 BARS = 200

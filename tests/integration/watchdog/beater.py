@@ -14,7 +14,7 @@ import argparse
 import os
 import time
 
-from shared.heartbeat import HeartbeatWriter
+from shared.shm.heartbeat import HeartbeatWriter
 
 
 def main() -> int:

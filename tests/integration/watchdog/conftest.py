@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.heartbeat import Heartbeat, read_heartbeats
-from shared.segment import unlink_segments
+from shared.shm.heartbeat import Heartbeat, read_heartbeats
+from shared.shm.segment import unlink_segments
 from shared.stack import instance_id
 from shared.supervisor import ProcessInfo, SupervisorClient, SupervisorUnavailableError
 from tests.services import eventually, free_port

@@ -9,7 +9,7 @@ from decimal import Decimal as D
 import numpy as np
 import pytest
 
-from shared.config_ops import ExitsConfig
+from shared.config.ops import ExitsConfig
 from shared.core.exits import (
     REASONS,
     Exit,

@@ -26,13 +26,13 @@ from shared.core.features import (
     feature_history,
     feature_schema,
 )
-from shared.shm_layout import KlineColumn
+from shared.shm.layout import KlineColumn
 
 F64 = npt.NDArray[np.float64]
 Bar = tuple[float, float, float, float]  # open, high, low, close
 
 REPO = Path(__file__).resolve().parents[3]
-BTC_CSV = REPO / "shared/paper/data/klines/BTCUSDT-1m-futures-2025-05-26_2025-06-23.csv.gz"
+BTC_CSV = REPO / "procs/paper_exchange/data/klines/BTCUSDT-1m-futures-2025-05-26_2025-06-23.csv.gz"
 FILLER: Bar = (100.0, 100.5, 99.5, 100.0)
 FLAT: Bar = (100.0, 100.0, 100.0, 100.0)
 # Mids of a clear uptrend at bars 105..119: swing highs 104 (bar 108) and 106 (bar 114), swing

@@ -19,7 +19,7 @@ from shared.core.labels import Outcomes, barrier_outcomes
 
 F64 = npt.NDArray[np.float64]
 REPO = Path(__file__).resolve().parents[3]
-BTC_CSV = REPO / "shared/paper/data/klines/BTCUSDT-1m-futures-2025-05-26_2025-06-23.csv.gz"
+BTC_CSV = REPO / "procs/paper_exchange/data/klines/BTCUSDT-1m-futures-2025-05-26_2025-06-23.csv.gz"
 TP_PCT, STOP_PCT = 2.0, 1.0
 
 

@@ -18,7 +18,7 @@ from decimal import Decimal as D
 import msgspec
 import pytest
 
-from shared.core.report import (
+from shared.report.daily import (
     NOT_CHECKED,
     Audit,
     AuditLine,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from shared.config_ops import WatchdogConfig
+from shared.config.ops import WatchdogConfig
 from shared.core.restarts import (
     Action,
     Alert,

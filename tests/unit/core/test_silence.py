@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from shared.config_ops import DmsConfig, GuardConfig
+from shared.config.ops import DmsConfig, GuardConfig
 from shared.core.silence import Liveness, SilenceDecision, silence_decision
 
 NOW = 10_000_000

@@ -12,7 +12,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from shared.config_ops import ExitsConfig
+from shared.config.ops import ExitsConfig
 from shared.core import exits
 from shared.core.virtual import (
     ClosedTrade,

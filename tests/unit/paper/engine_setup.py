@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from shared.paper.engine import Engine, EngineConfig
+from procs.paper_exchange.engine.core import Engine, EngineConfig
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "binance"
 T0 = 1_750_003_200_000  # 2025-06-15T16:00:00Z, a funding time

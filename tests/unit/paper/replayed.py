@@ -9,11 +9,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from shared.paper.market import WARMUP, Market
-from shared.paper.replay import Replay, load_replay
+from procs.paper_exchange.market.prices import WARMUP, Market
+from procs.paper_exchange.market.replay import Replay, load_replay
 
 REPO = Path(__file__).resolve().parents[3]
-DATA_DIR = REPO / "shared" / "paper" / "data"
+DATA_DIR = REPO / "procs" / "paper_exchange" / "data"
 FIXTURES = REPO / "tests" / "fixtures" / "binance"
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 MINUTE = 60_000

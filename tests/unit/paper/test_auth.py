@@ -12,7 +12,8 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from shared.paper.auth import (
+from procs.paper_exchange.errors import ApiError
+from procs.paper_exchange.web.auth import (
     authenticate_signed,
     check_api_key,
     check_timestamp,
@@ -20,7 +21,6 @@ from shared.paper.auth import (
     parse_params,
     signed_payload,
 )
-from shared.paper.errors import ApiError
 
 DOC_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
 DOC_PARAMS = (

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from shared.paper.clock import SimClock
+from procs.paper_exchange.clock import SimClock
 
 REAL_MS = 1_790_000_000_000
 SIM_MS = 1_750_000_000_000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.paper.engine import Engine
+from procs.paper_exchange.engine.core import Engine
 from tests.unit.paper.engine_setup import (
     T0,
     event_types,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from shared.paper.engine import ApiError, Engine
+from procs.paper_exchange.engine.core import ApiError, Engine
 from tests.unit.paper.engine_setup import T0, event_types, make_engine, market_buy, market_sell
 
 STOP = {

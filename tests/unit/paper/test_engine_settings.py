@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from shared.paper.engine import ApiError
+from procs.paper_exchange.engine.core import ApiError
 from tests.unit.paper.engine_setup import T0, event_types, fixture, make_engine, market_buy, shape
 
 
@@ -156,7 +156,7 @@ def test_routes_cover_every_signed_endpoint_with_a_callable() -> None:
 
 
 def test_a_symbol_without_brackets_is_a_construction_error() -> None:
-    from shared.paper.engine import Engine, EngineConfig
+    from procs.paper_exchange.engine.core import Engine, EngineConfig
     from tests.unit.paper.engine_setup import FakeMarket, real_specs
 
     with pytest.raises(ValueError, match="ETHUSDT"):

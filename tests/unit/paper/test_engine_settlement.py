@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from shared.paper.engine import Engine
+from procs.paper_exchange.engine.core import Engine
 from tests.unit.paper.engine_setup import (
     HOUR_MS,
     T0,

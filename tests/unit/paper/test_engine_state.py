@@ -8,7 +8,7 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from shared.paper.engine import ApiError, Engine
+from procs.paper_exchange.engine.core import ApiError, Engine
 from tests.unit.paper.engine_setup import (
     HOUR_MS,
     T0,

@@ -8,9 +8,9 @@ import datetime as dt
 
 import pytest
 
-from shared.paper.intervals import candle_open_ms, next_open_ms, window_opens
-from shared.paper.market import WARMUP, Market
-from shared.paper.replay import Replay
+from procs.paper_exchange.market.intervals import candle_open_ms, next_open_ms, window_opens
+from procs.paper_exchange.market.prices import WARMUP, Market
+from procs.paper_exchange.market.replay import Replay
 from tests.unit.paper.replayed import (
     DAY_MS,
     EPOCH_MS,

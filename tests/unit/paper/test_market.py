@@ -10,8 +10,8 @@ from decimal import Decimal
 
 import pytest
 
-from shared.paper.market import WARMUP, Market
-from shared.paper.replay import DataError, Replay
+from procs.paper_exchange.market.prices import WARMUP, Market
+from procs.paper_exchange.market.replay import DataError, Replay
 from tests.unit.paper.replayed import (
     DAY_MS,
     EPOCH_MS,
@@ -275,8 +275,15 @@ def test_market_rejects_data_that_does_not_fit_the_spec(replay: dict[str, Replay
 
 def test_market_side_modules_import_nothing_that_does_io() -> None:
     forbidden = {"asyncio", "socket", "os", "time", "datetime", "random", "aiohttp", "zmq", "redis"}
-    for name in ("clock", "intervals", "market", "marketdata", "series", "tape"):
-        tree = ast.parse((REPO / "shared" / "paper" / f"{name}.py").read_text())
+    for name in (
+        "clock",
+        "market/intervals",
+        "market/prices",
+        "market/wire",
+        "market/series",
+        "market/tape",
+    ):
+        tree = ast.parse((REPO / "procs" / "paper_exchange" / f"{name}.py").read_text())
         imported = {
             alias.name.split(".")[0]
             for node in ast.walk(tree)

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from shared.paper import marketdata as md
-from shared.paper.market import WARMUP, Market
-from shared.paper.replay import Replay
+from procs.paper_exchange.market import wire as md
+from procs.paper_exchange.market.prices import WARMUP, Market
+from procs.paper_exchange.market.replay import Replay
 from tests.unit.paper.replayed import EPOCH_MS, FIXTURES, MINUTE, SYMBOLS, shipped_replay
 
 NOW_MS = EPOCH_MS + 3 * 86_400_000 + 754_321

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.paper.wsconn import Outbox
+from procs.paper_exchange.web.wsconn import Outbox
 
 
 def drain(outbox: Outbox) -> list[str]:

@@ -3,7 +3,7 @@ order counts and -1015 (BINANCE-API.md §3.1)."""
 
 from __future__ import annotations
 
-from shared.paper.ratelimit import Cost, Limits, RateLimiter, request_cost
+from procs.paper_exchange.web.ratelimit import Cost, Limits, RateLimiter, request_cost
 
 LIMITS = Limits(weight_1m=10, orders_10s=3, orders_1m=5, ban_after_429s=2, ban_ms=120_000)
 T0 = 1_700_000_080_000  # 40 s into a minute

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.paper.replay import DataError, load_replay
+from procs.paper_exchange.market.replay import DataError, load_replay
 
 REPO = Path(__file__).resolve().parents[3]
-DATA_DIR = REPO / "shared" / "paper" / "data"
+DATA_DIR = REPO / "procs" / "paper_exchange" / "data"
 MINUTE = 60_000
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.paper.state import StateError, encode_state, load_state, save_state
+from procs.paper_exchange.state import StateError, encode_state, load_state, save_state
 
 GOOD = {
     "version": 1,

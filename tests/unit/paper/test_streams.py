@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from shared.paper.streams import (
+from procs.paper_exchange.web.streams import (
     AggTrade,
     BookTicker,
     ContinuousKline,

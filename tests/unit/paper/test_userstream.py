@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from shared.paper.userstream import (
+from procs.paper_exchange.web.userstream import (
     ListenKeys,
     UnknownListenKeyError,
     listen_key_expired_event,

@@ -221,7 +221,8 @@ def test_malformed_json_is_a_decode_error() -> None:
 
 
 # MARGIN_CALL and ACCOUNT_CONFIG_UPDATE: Binance's documented examples (BINANCE-API.md §6.8, field
-# list confirmed by the SDK models), and what the paper exchange emits (shared/paper/events.py).
+# list confirmed by the SDK models), and what the paper exchange emits
+# (procs/paper_exchange/engine/events.py).
 MARGIN_CALL = (
     b'{"e":"MARGIN_CALL","E":1587727187525,"cw":"3.16812045","p":[{"s":"ETHUSDT","ps":"LONG",'
     b'"pa":"1.327","mt":"CROSSED","iw":"0","mp":"187.17127","up":"-1.166074","mm":"1.614445"}]}'
@@ -252,7 +253,7 @@ def test_margin_call_decodes_with_every_position_and_the_cross_wallet() -> None:
 
 
 def test_account_config_update_decodes_leverage_or_multi_assets_and_rejects_neither() -> None:
-    from shared.paper.events import leverage_update
+    from procs.paper_exchange.engine.events import leverage_update
     from shared.schemas.binance import AccountConfigUpdate
 
     assert decode_event(LEVERAGE_CONFIG) == AccountConfigUpdate(

@@ -1,0 +1,2 @@
+"""The `slt` command: operator jobs (status, flatten, rearm, halt, train, evaluate, model,
+report)."""

@@ -1,0 +1,1 @@
+"""The feed: the program's private code (procs.feed.main is its entry point)."""

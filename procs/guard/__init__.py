@@ -1,0 +1,1 @@
+"""The position-guard: the program's private code (procs.guard.main is its entry point)."""

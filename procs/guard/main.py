@@ -1,0 +1,350 @@
+"""The position-guard (supervisord program `guard`, `python -m procs.guard [--mode paper|live]`):
+the error kernel. Every open position has a closePosition STOP_MARKET resting at the exchange and
+is watched against the exit rules; silence flattens (the dead-man's switch).
+
+Subscribes to: the account's user-data stream (its own connection), `mark.*` and `marks.*` on
+the feed's ZeroMQ bus, the shared-memory marks, kline windows and heartbeat table; REST for
+reconciliation, and for marks and positions while the feed is silent (`guard.feed_silent_after_s`).
+None of these is a start-up dependency: without Redis, ZeroMQ or the feed it runs on REST alone.
+Publishes: the halt flag (`<run.dir>/guard/halt.json`, mirrored in Redis), alerts (Redis stream +
+ERROR `alert` log lines), its heartbeat slot `guard` (progress: reconcile, mark, order).
+Owns: the protective stops (client ids `slt-<signal>-stop-<n>`), exit and flatten orders.
+
+Start: exchange filters, then a full reconciliation (positions, open and algo orders) before any
+other action; a position it did not open is adopted with the default plan, protected, alerted.
+SIGTERM (supervisorctl stop/restart) never flattens: the exchange call in flight finishes, the
+stops stay at the exchange, exit code 0. Exit codes: 0 clean stop, 2 configuration error, 1 fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import Iterable
+from decimal import Decimal
+from pathlib import Path
+
+from procs.guard.state import Guard
+from shared import log
+from shared.bus import BusError, Subscriber, bus_endpoint
+from shared.cache import Cache, redis_url
+from shared.config import Config
+from shared.core.silence import Liveness, silence_decision
+from shared.exchange.errors import ExchangeError
+from shared.exchange.rest import ExchangeClient, load_specs
+from shared.exchange.userstream import UserDataStream
+from shared.process import cancel_tasks, process_main, wait_tasks
+from shared.schemas import binance as b
+from shared.schemas import bus
+from shared.shm.heartbeat import HeartbeatReader, HeartbeatWriter, run_heartbeat
+from shared.shm.mirror import mirror_heartbeat
+from shared.shm.rings import KlineColumn, KlineReader
+from shared.shm.segment import SegmentMissingError, ShmError
+from shared.store.alerts import Alerter
+
+PROCESS = "guard"
+TREND_REFRESH_S = 10.0
+STATS_INTERVAL_S = 60.0
+RECONCILE_DEBOUNCE_S = 0.02
+WATCHDOG_SILENT_INTERVALS = 10  # watchdog heartbeats missed before the guard alerts
+
+
+def _mono_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+class Sources:
+    """Where the guard's inputs come from, and how fresh each is."""
+
+    def __init__(self, guard: Guard, instance: str, cfg: Config, logger: log.EventLogger) -> None:
+        self.guard, self.instance, self.cfg, self.log = guard, instance, cfg, logger
+        self.started_ms = _mono_ms()
+        self.feed_last_ms: int | None = None
+        self.trader_last_ms: int | None = None
+        self.watchdog_last_ms: int | None = None  # None: not seen since our start (not deployed)
+        self.klines: KlineReader | None = None
+        self.beats: HeartbeatReader | None = None
+
+    async def bus_marks(self) -> None:
+        """Apply every `mark.*` and `marks.*` message of the feed's bus (event-driven exits)."""
+        endpoint = self.cfg.guard.bus_endpoint or bus_endpoint(self.instance, "feed")
+        try:
+            sub = Subscriber([endpoint], ["mark.", "marks."], process=PROCESS)
+        except BusError as e:
+            self.log.warning("bus_unavailable", error=str(e))
+            return
+        with sub:
+            while True:
+                received = await sub.receive(1.0)
+                if received is None:
+                    continue
+                m = received.payload
+                if isinstance(m, bus.Marks):
+                    marks: Iterable[bus.MarkPrice | bus.MarkEntry] = m.marks
+                elif isinstance(m, bus.MarkPrice):
+                    marks = (m,)
+                else:
+                    continue
+                self.feed_last_ms = _mono_ms()
+                for mark in marks:
+                    await self.guard.on_mark(mark.symbol, Decimal(repr(mark.price)), mark.ts_ms)
+
+    def _attach(self) -> None:
+        if self.klines is None:
+            with contextlib.suppress(SegmentMissingError, ShmError):
+                self.klines = KlineReader(self.instance)
+        if self.beats is None:
+            with contextlib.suppress(SegmentMissingError, ShmError):
+                self.beats = HeartbeatReader(self.instance)
+
+    def _read_beats(self) -> None:
+        if self.beats is None:
+            return
+        try:
+            beats = self.beats.read()
+        except ShmError:
+            return
+        for name, attr in (("feed", "feed_last_ms"), ("trader", "trader_last_ms"),
+                           ("watchdog", "watchdog_last_ms")):  # fmt: skip
+            beat = beats.get(name)
+            if beat is not None and beat.monotonic_ns > 0:
+                seen = beat.monotonic_ns // 1_000_000
+                if seen >= self.started_ms:  # a beat from before our start says nothing now
+                    setattr(self, attr, max(seen, getattr(self, attr) or 0))
+
+    async def _shm_marks(self, refresh_trends: bool) -> None:
+        if self.klines is None:
+            return
+        symbols = [s for s in self.guard.holdings if s in self.klines.symbols]
+        try:
+            for s in symbols:
+                mark = self.klines.mark(s)
+                if mark is not None:
+                    await self.guard.on_mark(s, Decimal(repr(mark.price)), mark.time_ms)
+            if refresh_trends:
+                bars = self.cfg.exits.counter_trend_slow_bars * 2
+                self.guard.update_trends(
+                    {s: self.klines.window(s, bars)[:, KlineColumn.CLOSE] for s in symbols}
+                )
+        except ShmError as e:
+            self.log.warning("shm_read_failed", error=str(e)[:200])
+
+    async def check(self) -> None:
+        """Every check interval: shm marks, time-based exits, the silence policy."""
+        g = self.cfg.guard
+        next_trend_s = 0.0
+        while True:
+            await asyncio.sleep(g.check_interval_s)
+            self._attach()
+            self._read_beats()
+            now_s = time.monotonic()
+            await self._shm_marks(refresh_trends=now_s >= next_trend_s)
+            if now_s >= next_trend_s:
+                next_trend_s = now_s + TREND_REFRESH_S
+            for symbol in list(self.guard.holdings):
+                await self.guard.evaluate(symbol)  # time stops fire without a new mark
+            live = Liveness(
+                now_ms=_mono_ms(),
+                started_ms=self.started_ms,
+                feed_last_ms=self.feed_last_ms,
+                trader_last_ms=self.trader_last_ms,
+                mark_last_ms=self.guard.mark_fresh_mono_ms,
+                has_positions=bool(self.guard.holdings),
+            )
+            await self.guard.apply_silence(silence_decision(live, g, self.cfg.dms))
+            await self._check_watchdog(live.now_ms)
+
+    async def _check_watchdog(self, now_ms: int) -> None:
+        """Rule 12: a watchdog that beat since our start and went silent is alerted (nobody
+        restarts hung programs meanwhile); the guard itself does not depend on it."""
+        if self.watchdog_last_ms is None:
+            return
+        age_s = (now_ms - self.watchdog_last_ms) / 1000
+        if age_s > WATCHDOG_SILENT_INTERVALS * self.cfg.watchdog.heartbeat_interval_s:
+            await self.guard.alerter.send(
+                "watchdog_silent", f"the watchdog has not beaten for {age_s:.1f} s; hung "
+                "programs are not restarted until it is back")  # fmt: skip
+
+    async def rest_poll(self) -> None:
+        """While in REST mode: marks of the open positions over REST (weight 1 each)."""
+        while True:
+            await asyncio.sleep(self.cfg.guard.rest_poll_interval_s)
+            if not self.guard.is_rest_mode:
+                continue
+            for symbol in list(self.guard.holdings):
+                try:
+                    marks = await self.guard.client.mark_prices(symbol)
+                except ExchangeError as e:
+                    self.log.warning("rest_mark_failed", symbol=symbol, error=str(e)[:200])
+                    continue
+                for m in marks:
+                    await self.guard.on_mark(m.symbol, m.mark_price, m.time_ms)
+
+
+RECONCILE_WEIGHT = 50  # positionRisk 5 + openAlgoOrders (all symbols) 40 + account 5
+
+
+def warn_weight_budget(cfg: Config, logger: log.EventLogger) -> None:
+    """Log a WARNING when periodic full reconciles alone would spend more request weight per
+    minute than the guard's reserved share (the guard may still use the shared pool)."""
+    per_min = RECONCILE_WEIGHT * 60 / cfg.guard.reconcile_interval_s
+    reserved = cfg.exchange.weight_limit_1m * cfg.exchange.guard_reserved_share
+    if per_min > reserved:
+        logger.warning(
+            "guard_weight_budget_exceeded",
+            reconcile_weight_per_min=round(per_min),
+            reserved_per_min=round(reserved),
+            note="raise guard.reconcile_interval_s or exchange.guard_reserved_share",
+        )
+
+
+async def reconcile_loop(guard: Guard, cfg: Config, logger: log.EventLogger) -> None:
+    """Full reconciliation and the kill switch's equity check, every reconcile interval (faster
+    in REST mode, when no user-data event may be trusted to arrive)."""
+    while True:
+        try:
+            account = await guard.client.account()
+        except ExchangeError as e:
+            logger.warning("account_failed", error=str(e)[:300])
+            account = None
+        margins = {p.symbol: p.initial_margin_usdt for p in account.positions} if account else {}
+        await guard.reconcile(margins=margins)
+        if account is not None:
+            await guard.check_equity(account.margin_balance_usdt)
+        interval = cfg.guard.reconcile_interval_s
+        await asyncio.sleep(
+            min(interval, 2 * cfg.guard.rest_poll_interval_s) if guard.is_rest_mode else interval
+        )
+
+
+async def user_events(guard: Guard, stream: UserDataStream, logger: log.EventLogger,
+                      pending: set[str], wake: asyncio.Event) -> None:  # fmt: skip
+    """React to fills, closes, cancelled stops and margin calls at once: reconcile the symbol
+    concerned (a margin call is also alerted, and its mark judged by the exit rules)."""
+    while True:
+        item = await stream.get()
+        guard.progress["user_data"] = time.monotonic_ns()
+        data = getattr(item, "data", None)
+        if data is None:
+            continue  # a Gap: the reconnect's resync reconciled everything
+        try:
+            event = b.decode_event(data)
+        except ValueError as e:  # msgspec errors included
+            logger.warning("bad_message", reason=str(e)[:200], head=data[:200])
+            continue
+        if isinstance(event, b.AccountUpdate):
+            for p in event.positions:  # a fill: the resting stop first, the REST check next
+                await guard.protect_fill(p.symbol, p.amount, p.entry_price,
+                                         event.transaction_time_ms)  # fmt: skip
+                pending.add(p.symbol)
+        elif isinstance(event, (b.OrderUpdate, b.AlgoUpdate)):
+            pending.add(event.symbol)
+        elif isinstance(event, b.MarginCall):
+            for m in event.positions:  # liquidation is near: say so, and judge it now
+                await guard.alerter.send(
+                    "margin_call", f"margin call on {m.symbol}: position {m.amount} at mark "
+                    f"{m.mark_price}, maintenance margin {m.maintenance_margin}, unrealized "
+                    f"{m.unrealized_pnl}; liquidation is near", m.symbol)  # fmt: skip
+                await guard.on_mark(m.symbol, m.mark_price, event.event_time_ms)
+                pending.add(m.symbol)
+        wake.set()
+
+
+async def reconcile_pending(guard: Guard, pending: set[str], wake: asyncio.Event) -> None:
+    """Reconcile the symbols user-data events touched, off the event loop's reading path (a
+    burst of events for one symbol costs one reconcile)."""
+    while True:
+        await wake.wait()
+        # The events of one fill arrive as several frames: let the position's own event take
+        # the fast path (protect_fill) before a reconcile holds the lock for four round trips.
+        await asyncio.sleep(RECONCILE_DEBOUNCE_S)
+        wake.clear()
+        while pending:
+            await guard.reconcile(pending.pop())
+
+
+async def log_stats(guard: Guard, sources: Sources, logger: log.EventLogger) -> None:
+    while True:
+        await asyncio.sleep(STATS_INTERVAL_S)
+        now = _mono_ms()
+        logger.info(
+            "guard_stats",
+            positions=len(guard.holdings),
+            rest_mode=guard.is_rest_mode,
+            halted=guard.halt.is_halted,
+            halt_reason=guard.halt.reason or None,
+            feed_age_s=round((now - (sources.feed_last_ms or sources.started_ms)) / 1000, 1),
+            **guard.stats,
+        )
+
+
+async def serve(cfg: Config, instance: str, logger: log.EventLogger, stop: asyncio.Event) -> None:
+    """Run the guard until `stop` is set; then let the exchange call in flight finish."""
+    guard_progress: dict[str, int] = {}
+    heartbeat = HeartbeatWriter(instance, PROCESS)
+    beating = asyncio.get_running_loop().create_task(
+        run_heartbeat(heartbeat, cfg.guard.heartbeat_interval_s, lambda: dict(guard_progress))
+    )
+    cache = Cache(redis_url(cfg.redis.url, cfg.redis.private_port), instance, 0.25)
+    alerter = Alerter(PROCESS, logger)
+    alerter.cache = cache
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        async with ExchangeClient(cfg.exchange, cache, is_guard=True, logger=logger) as client:
+            specs = await load_specs(
+                client, logger, on_wait=lambda: guard_progress.update(reconcile=time.monotonic_ns())
+            )  # an outage is degraded mode, not a hang
+            guard = Guard(cfg, client, specs, Path(cfg.run.dir), logger, alerter)
+            guard.cache, guard.progress = cache, guard_progress
+            await guard.mirror_halt()
+            warn_weight_budget(cfg, logger)
+            await guard.reconcile()  # before anything else (rule 18)
+            logger.info(
+                "guard_started",
+                instance=instance,
+                positions=len(guard.holdings),
+                halted=guard.halt.is_halted,
+                halt_reason=guard.halt.reason or None,
+            )
+            sources = Sources(guard, instance, cfg, logger)
+            stream = UserDataStream(
+                cfg.exchange.ws_url,
+                client.listen_key_create,
+                client.listen_key_keepalive,
+                guard.reconcile,
+                cfg.streams,
+            )
+            async with stream:
+                spawn = asyncio.get_running_loop().create_task
+                pending: set[str] = set()
+                wake = asyncio.Event()
+                tasks += [
+                    spawn(user_events(guard, stream, logger, pending, wake)),
+                    spawn(reconcile_pending(guard, pending, wake)),
+                    spawn(sources.bus_marks()),
+                    spawn(sources.check()),
+                    spawn(sources.rest_poll()),
+                    spawn(reconcile_loop(guard, cfg, logger)),
+                    spawn(log_stats(guard, sources, logger)),
+                    spawn(mirror_heartbeat(cache, PROCESS, cfg.guard.heartbeat_interval_s)),
+                ]
+                await wait_tasks(tasks, stop)
+                logger.info("guard_stopping", note="protective stops stay at the exchange")
+                with contextlib.suppress(TimeoutError):  # let the call in flight finish
+                    async with asyncio.timeout(cfg.guard.call_timeout_s):
+                        await guard.lock.acquire()
+    finally:
+        await cancel_tasks([*tasks, beating])
+        await cache.close()
+        heartbeat.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the guard; return the exit code (0 clean stop, 2 configuration error, 1 fatal)."""
+    return process_main(PROCESS, "The position-guard.", serve, argv, is_graceful=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The reporter: the program's private code (procs.reporter.main is its entry point)."""

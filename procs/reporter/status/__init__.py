@@ -1,0 +1,1 @@
+"""The reporter's status snapshot: gathering (collect), rendering (render) and serving (web)."""

@@ -1,0 +1,560 @@
+"""The trader's state and actions: one decision per closed minute, entries, real and virtual trades.
+
+`Trader.decide(minute_ms)` reads the kline windows of every symbol from shared memory, computes the
+features (shared/core/features.py, the code training uses), scores both directions with the
+champion model, ranks the candidates (shared/core/signals.py) and enters the best within the
+limits; the others at or above `trader.virtual_min_confidence` are followed as virtual positions
+with the guard's exit rules (shared/core/virtual.py). While a minute's closes are still arriving,
+`Trader.score(minute_ms, symbols)` scores the symbols already closed (`MinuteScores`), so the
+decision has only the last few left to score; the result is the one batch's, bit for bit.
+
+An entry, in this order (money safety):
+ 1. the intent is recorded (PostgreSQL, or the outbox while it is down) with its client id;
+ 2. margin type and leverage are set for the symbol;
+ 3. the ExitPlan (stop, take-profit) is written to Redis `Keys.exit_plans`, so the guard protects
+    the fill with the trader's levels (without Redis the guard still protects it, with its
+    default plan);
+ 4. a MARKET order with the deterministic client id `slt-<signal>-entry-0` (the signal id is the
+    symbol, the minute and the side: a restart recomputes it, and the recorded intent stops a
+    second send);
+ 5. the fill is recorded as an open trade. The guard places the exchange stop from the fill.
+
+Closes: the guard (or the exchange stop) closes real positions; `check_positions` sees a tracked
+position gone from REST, reads the fills (userTrades) for the exit price, fees and realized PnL,
+and records the closed trade with the guard's exit reason (`Keys.exit_reasons`; absent: the
+exchange-resident stop or an outside close, "exchange_or_external").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from procs.trader.learning import ModelHolder
+from procs.trader.outbox import Recorder
+from shared import log
+from shared.cache import Cache, CacheUnavailableError
+from shared.config import Config
+from shared.core import exits as ex
+from shared.core import features as fe
+from shared.core import filters, sizing
+from shared.core import virtual as vt
+from shared.core.ids import client_order_id
+from shared.core.signals import Candidate, candidates_from_probabilities, select_entries
+from shared.exchange.errors import ExchangeError, ExecutionUnknownError
+from shared.exchange.rest import ExchangeClient
+from shared.learn.model import Model
+from shared.schemas import binance as b
+from shared.schemas import guard as g
+from shared.schemas import records as r
+from shared.shm.rings import KlineReader
+from shared.store.halt import halt_path, load_halt
+
+SIDE_DIRECTION = {"BUY": 1, "SELL": -1}
+VIRTUAL_NOTIONAL_USDT = Decimal(1000)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def read_windows(reader: KlineReader, symbols: tuple[str, ...],
+                 minute_ms: int) -> tuple[list[str], npt.NDArray[np.float64]]:  # fmt: skip
+    """Return the symbols whose shm window ends with the bar opened at `minute_ms`, and those
+    windows (n, WINDOW_BARS, 6), copied and validated (a torn or overwritten view is dropped).
+    All symbols lined up in the segment (the usual case) are read as one block view."""
+    block = reader.block(symbols, fe.WINDOW_BARS)
+    if block is not None and (block.rows[:, -1, 0] == minute_ms).all():
+        windows = block.rows[:, :, :6].copy()
+        stale = set(block.stale())
+        if not stale:
+            return list(symbols), windows
+        keep = [i for i, s in enumerate(symbols) if s not in stale]
+        return [symbols[i] for i in keep], windows[keep]
+    views = reader.views(symbols, fe.WINDOW_BARS)
+    ready = [v for v in views if len(v.rows) == fe.WINDOW_BARS
+             and int(v.rows[-1, 0]) == minute_ms]  # fmt: skip
+    if not ready:
+        return [], np.empty((0, fe.WINDOW_BARS, 6))
+    windows = np.stack([v.rows[:, :6] for v in ready])  # a copy: safe after validation
+    stale = set(reader.validate(ready))
+    keep = [i for i, v in enumerate(ready) if v.symbol not in stale]
+    return [ready[i].symbol for i in keep], windows[keep]
+
+
+class MinuteScores:
+    """One minute's scores (features, P(long), P(short), close per symbol) from one model,
+    built in chunks while the minute's closes arrive, returned in the configured symbol order.
+
+    A feature row depends on its own window only and a prediction on its own row, so chunks give
+    exactly the arrays of one batch over the same symbols.
+    """
+
+    def __init__(self, symbols: tuple[str, ...]) -> None:
+        self.order = {s: i for i, s in enumerate(symbols)}
+        self.minute_ms = 0
+        self.model: Model | None = None
+        self.done: set[str] = set()
+        self._chunks: list[tuple[list[str], npt.NDArray[np.float64], npt.NDArray[np.float64]]] = []
+
+    def add(self, reader: KlineReader, model: Model, minute_ms: int,
+            symbols: Iterable[str]) -> int:  # fmt: skip
+        """Score those of `symbols` not scored yet whose shm window ends with the bar of
+        `minute_ms`; return how many. A new minute or another model starts afresh. Raises
+        ShmError when the segment is unreadable."""
+        if minute_ms != self.minute_ms or model is not self.model:
+            self.minute_ms, self.model, self.done, self._chunks = minute_ms, model, set(), []
+        todo = tuple(s for s in symbols if s not in self.done and s in self.order)
+        if not todo:
+            return 0
+        ready, windows = read_windows(reader, todo, minute_ms)
+        if not ready:
+            return 0
+        feats = fe.compute_features(windows)
+        both = model.predict(np.vstack([model.model_input(feats, 1), model.model_input(feats, -1)]))
+        scored = np.column_stack([both[: len(ready)], both[len(ready) :], windows[:, -1, 4]])
+        self.done.update(ready)
+        self._chunks.append((ready, feats, scored))
+        return len(ready)
+
+    def take(self) -> tuple[list[str], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Return (symbols, features (n, F), scores (n, 3): P(long), P(short), close) in the
+        configured order, and forget them."""
+        chunks, self._chunks, self.done = self._chunks, [], set()
+        if not chunks:
+            return [], np.empty((0, len(fe.FEATURE_NAMES))), np.empty((0, 3))
+        symbols = [s for c in chunks for s in c[0]]
+        order = np.argsort([self.order[s] for s in symbols], kind="stable")
+        feats = np.concatenate([c[1] for c in chunks])[order]
+        scored = np.concatenate([c[2] for c in chunks])[order]
+        return [symbols[i] for i in order], feats, scored
+
+
+def _settled(intent: r.OrderIntent, status: str, detail: str) -> r.OrderIntent:
+    """Return the intent with its fate recorded now."""
+    return msgspec.structs.replace(intent, status=status, detail=detail, updated_ms=_now_ms())
+
+
+def _best(candidates: list[Candidate]) -> str | None:
+    top = max(candidates, key=lambda c: c.confidence, default=None)
+    return f"{top.symbol}:{top.side}:{top.confidence:.3f}" if top else None
+
+
+def signal_id(symbol: str, minute_ms: int, side: str) -> str:
+    """Return the signal id of a decision: symbol, minute number and side (`BTCUSDT_29145000_B`).
+
+    Deterministic, so a restarted trader recomputes the same client id for the same decision.
+    """
+    return f"{symbol}_{minute_ms // 60_000}_{side[0]}"
+
+
+@dataclass(frozen=True, slots=True)
+class OpenTrade:
+    """A real position the trader opened and follows until it is closed."""
+
+    signal_id: str
+    symbol: str
+    side: str
+    quantity: Decimal
+    entry_price: Decimal
+    entry_ms: int
+    leverage: int
+    confidence: float
+    model_version: int
+    features: tuple[float, ...]
+
+
+class Trader:
+    """Decisions, entries and the trades they lead to; see the module docstring."""
+
+    def __init__(self, cfg: Config, client: ExchangeClient, specs: dict[str, b.SymbolSpec],
+                 recorder: Recorder, cache: Cache, models: ModelHolder,
+                 logger: log.EventLogger) -> None:  # fmt: skip
+        self.cfg, self.client, self.specs = cfg, client, specs
+        self.recorder, self.cache, self.models = recorder, cache, models
+        self.log = logger
+        self.run_dir = Path(cfg.run.dir)
+        # The guard's exit rules with the model's stop and take-profit distances: the plans of
+        # entries and the virtual positions' exits.
+        self.exits_cfg = replace(cfg.exits, stop_loss_pct=cfg.model.stop_loss_pct,
+                                 take_profit_pct=cfg.model.take_profit_pct)  # fmt: skip
+        self.symbols = cfg.feed.symbols  # scored; entered only when listed (`specs`)
+        unlisted = [s for s in self.symbols if s not in specs]
+        if unlisted:
+            logger.warning("symbols_not_listed", symbols=",".join(unlisted[:10]),
+                           count=len(unlisted), note="scored, never entered")  # fmt: skip
+        self.klines: KlineReader | None = None
+        self.open_trades: dict[str, OpenTrade] = {}
+        self.virtuals: OrderedDict[str, vt.VirtualPosition] = OrderedDict()
+        self.brackets: dict[str, b.SymbolBrackets] = {}
+        self.prepared: dict[str, int] = {}  # symbol -> leverage set at the exchange
+        self.closed_trades = 0  # closed real + virtual trades since start
+        self.last_minute_ms = 0
+        self.scores = MinuteScores(self.symbols)  # the minute being scored, before its decision
+        self.progress: dict[str, int] = {}
+        self.stats = {"decisions": 0, "entries": 0, "entry_failures": 0, "virtual_opened": 0,
+                      "virtual_closed": 0, "real_closed": 0, "skipped_halted": 0}  # fmt: skip
+        self.last_latency_ms: float | None = None
+        self.equity_usdt: Decimal | None = None  # margin balance, refreshed every position check
+        self.win_counts = (0, 0)  # (wins, closed) of the newest 200 closed trades
+
+    # ---- decisions ----------------------------------------------------------------------------
+
+    async def decide(self, minute_ms: int, started_ns: int | None = None) -> None:
+        """Score every symbol whose minute `minute_ms` closed and act on the best candidates."""
+        model = self.models.current
+        if model is None or self.klines is None or minute_ms <= self.last_minute_ms:
+            return
+        self.score(minute_ms, self.symbols)  # those not scored while the burst arrived
+        self.last_minute_ms = minute_ms
+        symbols, feats, scored = self.scores.take()
+        if not symbols:
+            return
+        p_long, p_short, closes = scored[:, 0], scored[:, 1], scored[:, 2]
+        candidates = [c for c in candidates_from_probabilities(symbols, p_long, p_short, closes)
+                      if c.symbol in self.specs]  # fmt: skip
+        score_ms = (time.monotonic_ns() - started_ns) / 1e6 if started_ns is not None else None
+        halt = load_halt(halt_path(self.run_dir))
+        t = self.cfg.trader
+        min_conf = t.relaxed_min_confidence if t.relaxed_signal_mode else t.min_confidence
+        max_open = t.max_open_positions if t.enabled else 0
+        selection = select_entries(candidates, set(self.open_trades), max_open, min_conf,
+                                   halt.is_halted)  # fmt: skip
+        index = {s: i for i, s in enumerate(symbols)}
+
+        def row(symbol: str) -> tuple[float, ...]:
+            return tuple(feats[index[symbol]].tolist())
+
+        self.stats["decisions"] += 1
+        self.progress["decision"] = time.monotonic_ns()
+        if halt.is_halted and selection.skipped:
+            self.stats["skipped_halted"] += 1
+        for c in selection.taken:
+            await self.enter(c, minute_ms, row(c.symbol), model.version)
+            if started_ns is not None:
+                self.last_latency_ms = (time.monotonic_ns() - started_ns) / 1e6
+        for c, _reason in selection.skipped:
+            if c.confidence >= t.virtual_min_confidence:
+                self._open_virtual(c, minute_ms, row(c.symbol), model.version)
+        self.log.info(
+            "decision",
+            minute_ms=minute_ms,
+            symbols=len(symbols),
+            taken=",".join(f"{c.symbol}:{c.side}" for c in selection.taken) or None,
+            best=_best(candidates),
+            halted=halt.is_halted,
+            model_version=model.version,
+            score_ms=round(score_ms, 2) if score_ms is not None else None,
+        )
+
+    def score(self, minute_ms: int, symbols: Iterable[str]) -> int:
+        """Score the symbols of `minute_ms` that closed and are not scored yet (MinuteScores);
+        return how many. Raises ShmError when the segment is unreadable."""
+        model = self.models.current
+        if model is None or self.klines is None or minute_ms <= self.last_minute_ms:
+            return 0
+        return self.scores.add(self.klines, model, minute_ms, symbols)
+
+    def _open_virtual(self, c: Candidate, minute_ms: int, row: tuple[float, ...],
+                      version: int) -> None:  # fmt: skip
+        """Follow an untaken signal with the guard's exit rules, at the minute's close, sized at
+        a fixed notional (virtual PnL is a score, not money)."""
+        sid = signal_id(c.symbol, minute_ms, c.side)
+        if sid in self.virtuals:
+            return
+        spec = self.specs[c.symbol]
+        price = Decimal(repr(c.price))
+        qty = filters.floor_to_step(VIRTUAL_NOTIONAL_USDT / price, spec.market_step_size)
+        if qty <= 0:
+            return
+        pos = vt.open_virtual(sid, c.symbol, c.side, qty, price, minute_ms + 60_000,
+                              c.confidence, version, row, self.exits_cfg, spec.tick_size,
+                              plan=self._plan(c.side, price, spec))  # fmt: skip
+        self.virtuals[sid] = pos
+        while len(self.virtuals) > self.cfg.trader.max_virtual_positions:
+            self.virtuals.popitem(last=False)
+        self.stats["virtual_opened"] += 1
+
+    def _plan(self, side: str, entry: Decimal, spec: b.SymbolSpec) -> ex.Plan:
+        """Return the stop and take-profit of an entry: the model's label distances, rounded to
+        the tick toward the entry (shared/core/exits.default_plan)."""
+        qty = Decimal(1) if side == "BUY" else Decimal(-1)
+        holding = ex.Holding(symbol=spec.symbol, quantity=qty, entry_price=entry, leverage=1,
+                             liquidation_price=Decimal(0), opened_ms=0)  # fmt: skip
+        return ex.default_plan(holding, self.exits_cfg, spec.tick_size)
+
+    # ---- entries ------------------------------------------------------------------------------
+
+    async def _bracket(self, symbol: str) -> b.SymbolBrackets:
+        if symbol not in self.brackets:
+            self.brackets[symbol] = await self.client.leverage_brackets(symbol)
+        return self.brackets[symbol]
+
+    async def _size(self, c: Candidate, price: Decimal) -> tuple[int, filters.OrderCheck]:
+        t = self.cfg.trader
+        if self.equity_usdt is None:
+            await self.refresh_account()
+        equity = self.equity_usdt or Decimal(0)
+        open_margin = sum((o.quantity * o.entry_price / o.leverage
+                           for o in self.open_trades.values()), Decimal(0))  # fmt: skip
+        tiers = (await self._bracket(c.symbol)).brackets
+        rate = sizing.win_rate(*self.win_counts)
+        leverage = sizing.leverage_for(rate, c.confidence, t.max_leverage, tiers[0].max_leverage,
+                                       self.cfg.model.stop_loss_pct,
+                                       float(tiers[0].maint_margin_rate))  # fmt: skip
+        notional = sizing.position_notional_usdt(
+            equity, c.confidence, leverage, open_margin, t.base_margin_fraction,
+            t.max_position_fraction, t.max_total_fraction,
+        )  # fmt: skip
+        tier = next((x for x in tiers if x.notional_floor_usdt <= notional < x.notional_cap_usdt),
+                    tiers[-1])  # fmt: skip
+        if tier.max_leverage < leverage:  # a bigger position sits in a lower-leverage tier
+            leverage = tier.max_leverage
+            notional = min(notional, tier.notional_cap_usdt)
+        return leverage, filters.entry_quantity(notional, price, self.specs[c.symbol])
+
+    async def _prepare(self, symbol: str, leverage: int) -> None:
+        if symbol not in self.prepared:
+            await self.client.set_margin_type(symbol, self.cfg.trader.margin_type)
+        if self.prepared.get(symbol) != leverage:
+            await self.client.set_leverage(symbol, leverage)
+            self.prepared[symbol] = leverage
+
+    async def enter(self, c: Candidate, minute_ms: int, row: tuple[float, ...],
+                    version: int) -> None:  # fmt: skip
+        """Open one position (see the module docstring for the order of the steps)."""
+        sid = signal_id(c.symbol, minute_ms, c.side)
+        cid = client_order_id(sid, "entry", 0)
+        spec = self.specs[c.symbol]
+        price = Decimal(repr(c.price))
+        try:
+            leverage, check = await self._size(c, price)
+        except ExchangeError as e:
+            self.stats["entry_failures"] += 1
+            self.log.warning("entry_skipped", symbol=c.symbol, reason="sizing", error=str(e)[:200])
+            return
+        if check.problems or check.quantity <= 0:
+            self.log.info("entry_skipped", symbol=c.symbol, reason="filters",
+                          detail="; ".join(check.problems) or "quantity 0")  # fmt: skip
+            return
+        now = _now_ms()
+        intent = r.OrderIntent(client_id=cid, signal_id=sid, symbol=c.symbol, side=c.side,
+                               quantity=check.quantity, leverage=leverage,
+                               confidence=c.confidence, model_version=version, status="intent",
+                               detail="", created_ms=now, updated_ms=now)  # fmt: skip
+        plan = self._plan(c.side, price, spec)
+        # The intent record, the leverage and the ExitPlan are independent of each other; all
+        # three are done (or the entry is abandoned) before the order is sent.
+        steps = await asyncio.gather(
+            self.recorder.record(intent),  # never lost: the outbox takes it during an outage
+            self._prepare(c.symbol, leverage),
+            self._publish_plan(c.symbol, sid, c.side, plan),
+            return_exceptions=True,
+        )
+        failed = next((e for e in steps if isinstance(e, BaseException)), None)
+        try:
+            if failed is not None:
+                raise failed
+            order = await self._send_entry(c.symbol, c.side, check.quantity, cid)
+        except ExchangeError as e:
+            self.stats["entry_failures"] += 1
+            self.log.warning("entry_failed", symbol=c.symbol, client_id=cid, error=str(e)[:300])
+            await self.recorder.record(_settled(intent, "rejected", str(e)[:300]))
+            return
+        if order is None or order.executed_qty <= 0:
+            status = order.status if order else "unknown"
+            await self.recorder.record(_settled(intent, "rejected", status))
+            self.log.warning("entry_not_filled", symbol=c.symbol, client_id=cid, status=status)
+            return
+        self.progress["order"] = time.monotonic_ns()
+        self.stats["entries"] += 1
+        entry_ms = order.update_time_ms
+        trade = OpenTrade(sid, c.symbol, c.side, order.executed_qty, order.avg_price, entry_ms,
+                          leverage, c.confidence, version, row)  # fmt: skip
+        self.open_trades[c.symbol] = trade
+        await self.recorder.record(
+            msgspec.structs.replace(intent, status="filled", updated_ms=_now_ms())
+        )
+        await self.recorder.record(self._trade_record(trade))
+        await self.recorder.record(r.PositionEntry(symbol=c.symbol, signal_id=sid,
+                                                   entry_ms=entry_ms))  # fmt: skip
+        self.log.info("order_filled", symbol=c.symbol, side=c.side, qty=order.executed_qty,
+                      price=order.avg_price, leverage=leverage, confidence=round(c.confidence, 4),
+                      client_id=cid, stop=plan.stop_price,
+                      take_profit=plan.take_profit_price)  # fmt: skip
+
+    async def _publish_plan(self, symbol: str, sid: str, side: str, plan: ex.Plan) -> None:
+        exit_plan = g.ExitPlan(symbol=symbol, signal_id=sid, side=side,
+                               stop_price=plan.stop_price,
+                               take_profit_price=plan.take_profit_price,
+                               created_ms=_now_ms())  # fmt: skip
+        try:
+            await self.cache.set_field(self.cache.keys.exit_plans(), symbol, g.encode(exit_plan))
+        except CacheUnavailableError as e:  # the guard protects with its default plan
+            self.log.warning("exit_plan_unpublished", symbol=symbol, error=str(e)[:200])
+
+    async def _send_entry(self, symbol: str, side: str, qty: Decimal, cid: str) -> b.Order | None:
+        # No look-up before the send: a minute is decided once per process (the bus delivers its
+        # closes once), and a restarted trader settles the intents it recorded (_settle_intents).
+        try:
+            return await self.client.new_order(symbol, side, "MARKET", qty, cid)
+        except ExecutionUnknownError:
+            return await self.client.fetch_order_by_client_id(symbol, cid)
+
+    def _trade_record(self, t: OpenTrade) -> r.TradeRecord:
+        return r.TradeRecord(trade_id=t.signal_id, is_virtual=False, symbol=t.symbol, side=t.side,
+                             quantity=t.quantity, entry_price=t.entry_price, entry_ms=t.entry_ms,
+                             confidence=t.confidence, model_version=t.model_version,
+                             feature_schema=fe.FEATURE_SCHEMA,
+                             features=t.features)  # fmt: skip
+
+    # ---- closes -------------------------------------------------------------------------------
+
+    async def refresh_account(self) -> None:
+        """Refresh equity, the win statistics and the positions; record the trades whose position
+        the exchange no longer shows (closed by the guard or the exchange stop)."""
+        known = dict(self.open_trades)  # a trade entered while the call is out is not judged
+        account = await self.client.account()
+        self.equity_usdt = account.margin_balance_usdt
+        self.win_counts = await self.recorder.win_stats(200)
+        positions = {p.symbol: p.amount for p in account.positions}
+        for symbol, trade in known.items():
+            if positions.get(symbol, Decimal(0)) != 0 or self.open_trades.get(symbol) is not trade:
+                continue
+            await self._record_close(trade)
+            self.open_trades.pop(symbol, None)
+
+    async def _funding(self, symbol: str, start_ms: int, end_ms: int) -> Decimal:
+        """Return the funding the position received (+) or paid (-) while it was open (income
+        FUNDING_FEE rows of the symbol; one position per symbol, so all of them are its)."""
+        try:
+            rows = await self.client.income(symbol, "FUNDING_FEE", start_ms, end_ms, 1000)
+        except ExchangeError as e:  # the trade is recorded anyway; the daily audit shows the gap
+            self.log.warning("funding_unknown", symbol=symbol, error=str(e)[:200])
+            return Decimal(0)
+        return sum((row.amount for row in rows), Decimal(0))
+
+    async def _exit_reason(self, trade: OpenTrade) -> str:
+        try:
+            raw = await self.cache.get_fields(self.cache.keys.exit_reasons())
+        except CacheUnavailableError:
+            return "unknown"
+        note = raw.get(trade.symbol, b"").decode(errors="replace")
+        sid, _, reason = note.partition(" ")
+        return reason if sid == trade.signal_id and reason else "exchange_or_external"
+
+    async def _record_close(self, trade: OpenTrade) -> None:
+        fills = await self.client.user_trades(trade.symbol, start_ms=trade.entry_ms - 1000)
+        closing = "SELL" if trade.side == "BUY" else "BUY"
+        exits_ = [f for f in fills if f.side == closing and f.time_ms >= trade.entry_ms]
+        qty = sum((f.quantity for f in exits_), Decimal(0))
+        if qty > 0:
+            vwap = sum((f.price * f.quantity for f in exits_), Decimal(0)) / qty
+            price = vwap.quantize(self.specs[trade.symbol].tick_size / 100)
+            exit_ms = max(f.time_ms for f in exits_)
+        else:
+            price, exit_ms = trade.entry_price, _now_ms()
+        fees = sum((f.commission for f in fills if f.time_ms >= trade.entry_ms), Decimal(0))
+        gross = sum((f.realized_pnl for f in exits_), Decimal(0))
+        funding = await self._funding(trade.symbol, trade.entry_ms, exit_ms)
+        net = gross - fees + funding
+        reason = await self._exit_reason(trade)
+        rec = msgspec.structs.replace(self._trade_record(trade), exit_price=price, exit_ms=exit_ms,
+                      exit_reason=reason, gross_pnl_usdt=gross, fees_usdt=fees,
+                      funding_usdt=funding, net_pnl_usdt=net,
+                      is_win=net > 0)  # fmt: skip
+        await self.recorder.record(rec)
+        self.closed_trades += 1
+        self.stats["real_closed"] += 1
+        self.log.info("trade_closed", symbol=trade.symbol, side=trade.side, reason=reason,
+                      entry=trade.entry_price, exit=price, net_pnl=net,
+                      signal_id=trade.signal_id)  # fmt: skip
+
+    # ---- virtual positions --------------------------------------------------------------------
+
+    async def step_virtuals(self) -> None:
+        """Apply the latest shm marks to every virtual position; record the closed ones."""
+        if self.klines is None or not self.virtuals:
+            return
+        fee = Decimal(repr(self.cfg.trader.taker_fee_rate))
+        for sid, pos in list(self.virtuals.items()):
+            mark = self.klines.mark(pos.symbol)
+            if mark is None or mark.price <= 0:
+                continue
+            spec = self.specs[pos.symbol]
+            # The mark's own time (the exchange's clock; the paper exchange's may run faster).
+            kept, closed = vt.step_virtual(pos, Decimal(repr(mark.price)), mark.time_ms, None,
+                                           self.exits_cfg, spec.tick_size,
+                                           spec.market_step_size, fee)  # fmt: skip
+            if kept is not None:
+                self.virtuals[sid] = kept
+                continue
+            del self.virtuals[sid]
+            if closed is not None:
+                await self.recorder.record(closed_record(closed))
+                self.closed_trades += 1
+                self.stats["virtual_closed"] += 1
+                self.log.info("virtual_closed", symbol=closed.symbol, side=closed.side,
+                              reason=closed.reason, net_pnl=closed.net_pnl_usdt,
+                              signal_id=closed.signal_id)  # fmt: skip
+
+    # ---- start --------------------------------------------------------------------------------
+
+    async def _settle_intents(self, positions: dict[str, b.Position]) -> None:
+        """Ask the exchange what became of each entry recorded as intent or sent (the trader
+        stopped between recording it and recording its fill): a fill whose position is still
+        open becomes an open trade; anything else is recorded as rejected. Never re-sent."""
+        for intent in await self.recorder.db.unsettled_intents():
+            order = await self.client.fetch_order_by_client_id(intent.symbol, intent.client_id)
+            if order is None or order.executed_qty <= 0:
+                status = order.status if order else "not found at the exchange"
+                await self.recorder.record(_settled(intent, "rejected",
+                                                    f"settled at restart: {status}"))  # fmt: skip
+                continue
+            await self.recorder.record(_settled(intent, "filled", "settled at restart"))
+            trade = await self.recorder.db.load_trade(intent.signal_id)
+            if trade is None and intent.symbol in positions:
+                self.log.info("entry_adopted", symbol=intent.symbol, client_id=intent.client_id)
+                await self.recorder.record(r.TradeRecord(
+                    trade_id=intent.signal_id, is_virtual=False, symbol=intent.symbol,
+                    side=intent.side, quantity=order.executed_qty, entry_price=order.avg_price,
+                    entry_ms=order.update_time_ms, confidence=intent.confidence,
+                    model_version=intent.model_version, feature_schema=fe.FEATURE_SCHEMA,
+                    features=()))  # fmt: skip
+
+    async def reconcile(self) -> None:
+        """Adopt the open trades recorded before a restart whose positions are still open at the
+        exchange; record as closed those that closed while the trader was away (rule 18)."""
+        positions = {p.symbol: p for p in await self.client.position_risk() if p.amount != 0}
+        await self._settle_intents(positions)
+        for rec in await self.recorder.open_trades():
+            trade = OpenTrade(rec.trade_id, rec.symbol, rec.side, rec.quantity, rec.entry_price,
+                              rec.entry_ms, 1, rec.confidence, rec.model_version,
+                              tuple(rec.features))  # fmt: skip
+            if rec.symbol in positions:
+                self.open_trades[rec.symbol] = trade
+            else:
+                await self._record_close(trade)
+        self.log.info("trader_reconciled", open_trades=len(self.open_trades),
+                      exchange_positions=len(positions))  # fmt: skip
+
+
+def closed_record(c: vt.ClosedTrade) -> r.TradeRecord:
+    """Return the PostgreSQL row of a closed (real or virtual) trade."""
+    return r.TradeRecord(trade_id=c.signal_id, is_virtual=c.is_virtual, symbol=c.symbol,
+                         side=c.side, quantity=c.quantity, entry_price=c.entry_price,
+                         entry_ms=c.opened_ms, exit_price=c.exit_price, exit_ms=c.closed_ms,
+                         exit_reason=c.reason, gross_pnl_usdt=c.gross_pnl_usdt,
+                         fees_usdt=c.fees_usdt, funding_usdt=Decimal(0),
+                         net_pnl_usdt=c.net_pnl_usdt, is_win=c.is_win, confidence=c.confidence,
+                         model_version=c.model_version, feature_schema=fe.FEATURE_SCHEMA,
+                         features=tuple(c.features))  # fmt: skip

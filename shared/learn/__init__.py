@@ -1,0 +1,1 @@
+"""Learning shared by the trader and `slt`: the model and its dataset."""

@@ -1,0 +1,1 @@
+"""The daily report's figures, shared by the reporter and `slt report`."""

@@ -1,0 +1,1 @@
+"""Shared memory: kline and mark rings, their layout and zero-copy views, segments, heartbeats."""

@@ -1,0 +1,1 @@
+"""Durable state: PostgreSQL (db, migrations), durable files, the halt flag, alerts."""
