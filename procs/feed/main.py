@@ -40,12 +40,7 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
-from procs.feed.tasks import backfill_klines, flush_cache, poll_rest, publish_heartbeats
-from shared import log
-from shared.bus import Publisher, bus_endpoint
-from shared.cache import Cache, redis_url
-from shared.config import Config
-from shared.core.feedstate import (
+from procs.feed.logic.state import (
     INTERVAL,
     AccountState,
     CacheMirror,
@@ -56,6 +51,11 @@ from shared.core.feedstate import (
     is_feed_bar,
     kline_row,
 )
+from procs.feed.tasks import backfill_klines, flush_cache, poll_rest, publish_heartbeats
+from shared import log
+from shared.bus import Publisher, bus_endpoint
+from shared.cache import Cache, redis_url
+from shared.config import Config
 from shared.exchange.frames import Gap, StreamMessage
 from shared.exchange.inbox import StreamItem
 from shared.exchange.rest import ExchangeClient

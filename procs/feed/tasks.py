@@ -16,11 +16,11 @@ from typing import Protocol
 
 import msgspec
 
+from procs.feed.logic.state import INTERVAL, CacheMirror, backfill_start_ms, closed_new_klines
 from shared import log
 from shared.bus import Publisher
 from shared.cache import Cache, CacheUnavailableError
 from shared.config import MAX_KLINES_PER_REQUEST, Config
-from shared.core.feedstate import INTERVAL, CacheMirror, backfill_start_ms, closed_new_klines
 from shared.exchange.errors import ExchangeError
 from shared.exchange.rest import ExchangeClient
 from shared.exchange.streams import StreamPool

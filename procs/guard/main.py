@@ -26,12 +26,12 @@ from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 
+from procs.guard.logic.silence import Liveness, silence_decision
 from procs.guard.state import Guard
 from shared import log
 from shared.bus import BusError, Subscriber, bus_endpoint
 from shared.cache import Cache, redis_url
 from shared.config import Config
-from shared.core.silence import Liveness, silence_decision
 from shared.exchange.errors import ExchangeError
 from shared.exchange.rest import ExchangeClient, load_specs
 from shared.exchange.userstream import UserDataStream

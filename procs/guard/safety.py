@@ -13,12 +13,12 @@ from decimal import Decimal
 from pathlib import Path
 
 from procs.guard import protect
+from procs.guard.logic.risk import EquityWatch, kill_switch_trip, watch_equity
+from procs.guard.logic.silence import SilenceDecision
 from shared import log
 from shared.cache import Cache, CacheUnavailableError
 from shared.config import Config
 from shared.core import exits as ex
-from shared.core.risk import EquityWatch, kill_switch_trip, watch_equity
-from shared.core.silence import SilenceDecision
 from shared.exchange.rest import ExchangeClient
 from shared.schemas import binance as b
 from shared.schemas import guard as g

@@ -25,6 +25,7 @@ import msgspec
 import numpy as np
 
 from procs.guard import protect
+from procs.guard.logic.risk import EquityWatch
 from procs.guard.safety import Safety
 from shared import log
 from shared.cache import Cache, CacheUnavailableError
@@ -32,7 +33,6 @@ from shared.config import Config
 from shared.core import exits as ex
 from shared.core.ids import client_order_id, is_ours
 from shared.core.reconcile import RestingStop, StopPlan, WantedStop, plan_stops, stop_signal_of
-from shared.core.risk import EquityWatch
 from shared.exchange.errors import ExchangeError
 from shared.exchange.rest import ExchangeClient
 from shared.schemas import binance as b

@@ -2,9 +2,10 @@
 
 `Trader.decide(minute_ms)` reads the kline windows of every symbol from shared memory, computes the
 features (shared/core/features.py, the code training uses), scores both directions with the
-champion model, ranks the candidates (shared/core/signals.py) and enters the best within the
+champion model, ranks the candidates (procs/trader/logic/signals.py) and enters the best within the
 limits; the others at or above `trader.virtual_min_confidence` are followed as virtual positions
-with the guard's exit rules (shared/core/virtual.py). While a minute's closes are still arriving,
+with the guard's exit rules (procs/trader/logic/virtual.py). While a minute's closes are still
+arriving,
 `Trader.score(minute_ms, symbols)` scores the symbols already closed (`MinuteScores`), so the
 decision has only the last few left to score; the result is the one batch's, bit for bit.
 
@@ -40,16 +41,17 @@ import numpy as np
 import numpy.typing as npt
 
 from procs.trader.learning import ModelHolder
+from procs.trader.logic import sizing
+from procs.trader.logic import virtual as vt
+from procs.trader.logic.signals import Candidate, candidates_from_probabilities, select_entries
 from procs.trader.outbox import Recorder
 from shared import log
 from shared.cache import Cache, CacheUnavailableError
 from shared.config import Config
 from shared.core import exits as ex
 from shared.core import features as fe
-from shared.core import filters, sizing
-from shared.core import virtual as vt
+from shared.core import filters
 from shared.core.ids import client_order_id
-from shared.core.signals import Candidate, candidates_from_probabilities, select_entries
 from shared.exchange.errors import ExchangeError, ExecutionUnknownError
 from shared.exchange.rest import ExchangeClient
 from shared.learn.model import Model

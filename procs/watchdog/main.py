@@ -6,7 +6,7 @@ Reads: the shared-memory heartbeat table `slt-<instance>-heartbeats` and supervi
 getAllProcessInfo over $run_dir/supervisor/supervisor.sock (credentials from
 SLT_SUPERVISOR_USER/SLT_SUPERVISOR_PASSWORD, else $run_dir/supervisor/credentials), every
 `watchdog.check_interval_s`, for each of `watchdog.programs`. The decisions come from
-`shared.core.restarts.supervise`; this module performs them (signalProcess TERM/KILL,
+`procs.watchdog.logic.restarts.supervise`; this module performs them (signalProcess TERM/KILL,
 stopProcess for a back-off, startProcess), each call with `rpc_timeout_s`, and logs one line each.
 If supervisord or the heartbeat table cannot be read (or its own heartbeat does not round-trip)
 it logs, alerts and does nothing: it never restarts a program because its own channel failed.
@@ -30,11 +30,11 @@ from pathlib import Path
 import aiohttp
 import msgspec
 
+from procs.watchdog.logic import restarts as r
 from procs.watchdog.probes import probe_services
 from shared import log
 from shared.cache import Cache, redis_url
 from shared.config import Config
-from shared.core import restarts as r
 from shared.process import cancel_tasks, process_main, wait_tasks
 from shared.shm.heartbeat import Heartbeat, HeartbeatReader, HeartbeatWriter, run_heartbeat
 from shared.shm.mirror import mirror_heartbeat

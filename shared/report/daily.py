@@ -51,7 +51,8 @@ from shared.schemas.guard import Alert
 from shared.schemas.records import ModelVersionRecord, TradeRecord
 
 DAY_MS = 86_400_000
-# The watchdog's restart alert (shared/core/restarts.py); "process_restarted" is the contract's.
+# The watchdog's restart alert (procs/watchdog/logic/restarts.py); "process_restarted" is the
+# contract's.
 RESTART_KINDS = ("process_hung", "process_restarted")
 BACKOFF_SUFFIX = "_backed_off"
 DMS_KINDS = ("dms_silence", "dms_blind")

@@ -8,7 +8,7 @@ import urllib.request
 import numpy as np
 import numpy.typing as npt
 
-from shared.core.feedstate import INTERVAL_MS
+from procs.feed.logic.state import INTERVAL_MS
 from shared.shm.rings import KlineColumn
 from tests.paper_exchange_fixture import PaperExchangeProcess
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import msgspec
 
-from shared.core.feedstate import (
+from procs.feed.logic.state import (
     INTERVAL_MS,
     AccountState,
     CacheMirror,

@@ -1,4 +1,5 @@
-"""shared/core is pure: no module there imports an I/O or event-loop library (STYLE.md)."""
+"""Pure logic is pure: no module in shared/core, shared/report or a program's logic/ package
+(procs/<program>/logic/) imports an I/O or event-loop library (STYLE.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ from pathlib import Path
 
 import pytest
 
-CORE = Path(__file__).resolve().parents[3] / "shared" / "core"
+REPO = Path(__file__).resolve().parents[3]
+PURE = sorted(
+    [*(REPO / "shared" / "core").glob("*.py"), *(REPO / "shared" / "report").glob("*.py")]
+    + list((REPO / "procs").glob("*/logic/*.py"))
+)
 FORBIDDEN = {"asyncio", "zmq", "redis", "asyncpg", "aiohttp", "websockets", "socket", "time",
              "os", "uvloop", "subprocess", "shared.exchange", "shared.cache"}  # fmt: skip
 
@@ -22,7 +27,7 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", sorted(CORE.glob("*.py")), ids=lambda p: p.name)
-def test_core_module_imports_no_io_library(path: Path) -> None:
+@pytest.mark.parametrize("path", PURE, ids=lambda p: str(p.relative_to(REPO)))
+def test_pure_module_imports_no_io_library(path: Path) -> None:
     bad = {n for n in _imports(path) if n in FORBIDDEN or n.split(".")[0] in FORBIDDEN}
     assert bad == set(), f"{path.name} imports {sorted(bad)}"

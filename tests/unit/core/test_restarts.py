@@ -5,8 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from shared.config.ops import WatchdogConfig
-from shared.core.restarts import (
+from procs.watchdog.logic.restarts import (
     Action,
     Alert,
     Beat,
@@ -18,6 +17,7 @@ from shared.core.restarts import (
     Stop,
     supervise,
 )
+from shared.config.ops import WatchdogConfig
 
 WD = WatchdogConfig()  # stale 3 s, grace 20 s, kill after 5 s, 5 in 300 s, crash delay 60 s
 T0 = 1_700_000_000_000  # supervisord start time of pid 100

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
+from procs.guard.logic.risk import DAY_MS, EquityWatch, kill_switch_trip, watch_equity
 from shared.config.ops import KillSwitchConfig
-from shared.core.risk import DAY_MS, EquityWatch, kill_switch_trip, watch_equity
 
 DAY0 = 1_699_920_000_000  # 2023-11-14T00:00:00Z: 19675 whole days since the epoch
 NOON = DAY0 + DAY_MS // 2

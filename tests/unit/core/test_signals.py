@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from shared.core.signals import (
+from procs.trader.logic.signals import (
     SKIP_REASONS,
     Candidate,
     Selection,

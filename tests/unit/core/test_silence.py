@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from procs.guard.logic.silence import Liveness, SilenceDecision, silence_decision
 from shared.config.ops import DmsConfig, GuardConfig
-from shared.core.silence import Liveness, SilenceDecision, silence_decision
 
 NOW = 10_000_000
 GUARD = GuardConfig()  # feed 5 s -> REST, trader 10 s -> halt

@@ -7,7 +7,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from shared.core.sizing import (
+from procs.trader.logic.sizing import (
     kelly_multiplier,
     leverage_for,
     position_notional_usdt,

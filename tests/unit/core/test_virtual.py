@@ -12,15 +12,15 @@ from decimal import Decimal as D
 
 import pytest
 
-from shared.config.ops import ExitsConfig
-from shared.core import exits
-from shared.core.virtual import (
+from procs.trader.logic.virtual import (
     ClosedTrade,
     VirtualPosition,
     closed_trade,
     open_virtual,
     step_virtual,
 )
+from shared.config.ops import ExitsConfig
+from shared.core import exits
 
 T0 = 1_700_000_040_000
 CFG = ExitsConfig()
