@@ -98,23 +98,56 @@ def load_bars(symbol: str, count: int) -> list[dict[str, float]]:
         ]
 
 
-def kline_frame(symbol: str, bar: dict[str, float], event_ms: int, close: float,
-                high: float, low: float, volume: float, is_closed: bool) -> bytes:  # fmt: skip
+def kline_frame(
+    symbol: str,
+    bar: dict[str, float],
+    event_ms: int,
+    close: float,
+    high: float,
+    low: float,
+    volume: float,
+    is_closed: bool,
+) -> bytes:
     open_ms = int(bar["open_time"])
-    data = {"e": "kline", "E": event_ms, "s": symbol, "k": {
-        "t": open_ms, "T": open_ms + 59_999, "s": symbol, "i": "1m", "f": 100, "L": 200,
-        "o": f"{bar['open']:.2f}", "c": f"{close:.2f}", "h": f"{high:.2f}", "l": f"{low:.2f}",
-        "v": f"{volume:.3f}", "n": int(volume * 10), "x": is_closed,
-        "q": f"{volume * close:.4f}", "V": f"{volume / 2:.3f}", "Q": f"{volume * close / 2:.4f}",
-        "B": "0"}}  # fmt: skip
+    data = {
+        "e": "kline",
+        "E": event_ms,
+        "s": symbol,
+        "k": {
+            "t": open_ms,
+            "T": open_ms + 59_999,
+            "s": symbol,
+            "i": "1m",
+            "f": 100,
+            "L": 200,
+            "o": f"{bar['open']:.2f}",
+            "c": f"{close:.2f}",
+            "h": f"{high:.2f}",
+            "l": f"{low:.2f}",
+            "v": f"{volume:.3f}",
+            "n": int(volume * 10),
+            "x": is_closed,
+            "q": f"{volume * close:.4f}",
+            "V": f"{volume / 2:.3f}",
+            "Q": f"{volume * close / 2:.4f}",
+            "B": "0",
+        },
+    }
     stream = f"{symbol.lower()}@kline_1m"
     return json.dumps({"stream": stream, "data": data}, separators=(",", ":")).encode()
 
 
 def mark_data(symbol: str, event_ms: int, price: float) -> dict[str, Any]:
-    return {"e": "markPriceUpdate", "E": event_ms, "s": symbol, "p": f"{price:.8f}",
-            "i": f"{price * 0.9999:.8f}", "P": f"{price:.8f}", "r": "0.00010000",
-            "T": (event_ms // 28_800_000 + 1) * 28_800_000}  # fmt: skip
+    return {
+        "e": "markPriceUpdate",
+        "E": event_ms,
+        "s": symbol,
+        "p": f"{price:.8f}",
+        "i": f"{price * 0.9999:.8f}",
+        "P": f"{price:.8f}",
+        "r": "0.00010000",
+        "T": (event_ms // 28_800_000 + 1) * 28_800_000,
+    }
 
 
 def mark_frame(symbol: str, event_ms: int, price: float) -> bytes:
@@ -129,8 +162,9 @@ def mark_array_frame(marks: list[dict[str, Any]]) -> bytes:
     return json.dumps({"stream": stream, "data": marks}, separators=(",", ":")).encode()
 
 
-def build_frames(minutes: int = MINUTES, open_per_s: int = 1,
-                 mark_array: bool = False) -> tuple[list[bytes], dict[str, int]]:  # fmt: skip
+def build_frames(
+    minutes: int = MINUTES, open_per_s: int = 1, mark_array: bool = False
+) -> tuple[list[bytes], dict[str, int]]:
     """Return the frames in arrival order and how many updates of each kind: per symbol and
     second one mark and `open_per_s` open kline updates (evenly spaced), then each minute's
     closed kline. `mark_array`: each second's marks come as one `!markPrice@arr@1s` frame (as
@@ -167,8 +201,18 @@ def build_frames(minutes: int = MINUTES, open_per_s: int = 1,
         for i, symbol in enumerate(SYMBOLS):  # the closing update, just after the minute
             bar = sources["BTCUSDT" if i % 2 == 0 else "ETHUSDT"][minute]
             event_ms = int(bar["close_time"]) + 1 + i
-            frames.append(kline_frame(symbol, bar, event_ms, bar["close"], bar["high"], bar["low"],
-                                      bar["volume"], True))  # fmt: skip
+            frames.append(
+                kline_frame(
+                    symbol,
+                    bar,
+                    event_ms,
+                    bar["close"],
+                    bar["high"],
+                    bar["low"],
+                    bar["volume"],
+                    True,
+                )
+            )
             counts["kline_closed"] += 1
     return frames, counts
 
@@ -191,8 +235,13 @@ def drive(coro: Coroutine[Any, Any, Any]) -> Any:
     raise RuntimeError("bench: the hot path awaited something")
 
 
-def measure(make: Callable[[], Handler], frames: list[bytes], updates: int, passes: int = 2,
-            has_latency: bool = True) -> dict[str, float]:  # fmt: skip
+def measure(
+    make: Callable[[], Handler],
+    frames: list[bytes],
+    updates: int,
+    passes: int = 2,
+    has_latency: bool = True,
+) -> dict[str, float]:
     """Return market updates per second (`updates`: how many the frames carry; best and worst of
     `passes` untimed passes, each with fresh state) and per-frame latency percentiles (one more
     pass over the first LATENCY_SHARE of the frames timing each with perf_counter_ns, which adds
@@ -204,8 +253,12 @@ def measure(make: Callable[[], Handler], frames: list[bytes], updates: int, pass
         started = time.perf_counter()
         drive(handler(frames, None))
         rates.append(updates / (time.perf_counter() - started))
-    result = {"msgs": updates, "frames": len(frames), "msg_per_s": max(rates),
-              "worst_msg_per_s": min(rates)}  # fmt: skip
+    result = {
+        "msgs": updates,
+        "frames": len(frames),
+        "msg_per_s": max(rates),
+        "worst_msg_per_s": min(rates),
+    }
     if not has_latency:
         return result
     timed = frames[: int(len(frames) * LATENCY_SHARE)]
@@ -214,8 +267,7 @@ def measure(make: Callable[[], Handler], frames: list[bytes], updates: int, pass
     gc.collect()
     drive(handler(timed, samples))
     p50, p99, p999 = np.percentile(samples, [50, 99, 99.9]) / 1000
-    return {**result, "p50_us": p50, "p99_us": p99, "p999_us": p999,
-            "max_us": samples.max() / 1000}  # fmt: skip
+    return {**result, "p50_us": p50, "p99_us": p99, "p999_us": p999, "max_us": samples.max() / 1000}
 
 
 def drain(endpoint: str, ready: Any, stop: Any, counts: Any) -> None:
@@ -256,8 +308,14 @@ class Optimised:
         self.writers.append(writer)
         feed = Feed(self.cfg, None, writer, self.publisher, log.get("feed"))  # type: ignore[arg-type]
         inbox = Inbox(self.cfg.streams.queue_max_messages, "drop_oldest")
-        conn = StreamConnection("market-0", lambda: "", (), self.cfg.streams, inbox,  # type: ignore[arg-type,return-value]
-                                drops_open_klines=True)  # as procs.feed's StreamPool  # fmt: skip
+        conn = StreamConnection(
+            "market-0",
+            lambda: "",
+            (),
+            self.cfg.streams,
+            inbox,  # type: ignore[arg-type,return-value]
+            drops_open_klines=True,
+        )  # as procs.feed's StreamPool
         accept, put, get, on_market = conn.accept_frame, inbox.put, inbox.get, feed.on_market
 
         async def run(frames: list[bytes], samples: npt.NDArray[np.int64] | None) -> None:
@@ -323,12 +381,15 @@ def baseline(sock: zmq.Socket[bytes], client: redis.Redis | None) -> Handler:
 
 
 def line(label: str, r: dict[str, float]) -> str:
-    head = (f"{label:27s} {int(r['msgs']):>8,d} {int(r['frames']):>8,d} {r['msg_per_s']:>9,.0f} "
-            f"{r['worst_msg_per_s']:>9,.0f}")  # fmt: skip
+    head = (
+        f"{label:27s} {int(r['msgs']):>8,d} {int(r['frames']):>8,d} {r['msg_per_s']:>9,.0f} "
+        f"{r['worst_msg_per_s']:>9,.0f}"
+    )
     if "p50_us" not in r:
         return f"{head}   (throughput only)"
-    return (f"{head} {r['p50_us']:>7.1f} {r['p99_us']:>7.1f} {r['p999_us']:>8.1f} "
-            f"{r['max_us']:>8.1f}")  # fmt: skip
+    return (
+        f"{head} {r['p50_us']:>7.1f} {r['p99_us']:>7.1f} {r['p999_us']:>8.1f} {r['max_us']:>8.1f}"
+    )
 
 
 def main() -> None:
@@ -350,8 +411,11 @@ def main() -> None:
     ctx = mp.get_context("spawn")
     ready, stop = ctx.Event(), ctx.Event()
     sub_counts = ctx.RawArray("q", 3)  # received, gaps, messages missed (the subscriber's view)
-    with tempfile.TemporaryDirectory(prefix="slt-bench-") as tmp, redis_server(Path(tmp)) as srv, \
-            Publisher(endpoint, "feed") as publisher:  # fmt: skip
+    with (
+        tempfile.TemporaryDirectory(prefix="slt-bench-") as tmp,
+        redis_server(Path(tmp)) as srv,
+        Publisher(endpoint, "feed") as publisher,
+    ):
         drainer = ctx.Process(target=drain, args=(endpoint, ready, stop, sub_counts), daemon=True)
         drainer.start()  # the subscriber and redis-server start before the pin: not on core 0
         ready.wait(10)
@@ -398,11 +462,13 @@ def main() -> None:
 
     print("bench_feed: per-message path, one process pinned to core 0")
     frame_bytes = sum(map(len, frames)) // len(frames)
-    print(f"input symbols={len(SYMBOLS)} minutes={MINUTES} updates={updates} "
-          f"kline_open={counts['kline_open']} kline_closed={counts['kline_closed']} "
-          f"mark={counts['mark']}; as the seeds' frames: {len(frames)} frames, "
-          f"{frame_bytes} bytes each; as the feed's frames (marks in one !markPrice@arr@1s "
-          f"frame per second): {len(arr_frames)} frames")  # fmt: skip
+    print(
+        f"input symbols={len(SYMBOLS)} minutes={MINUTES} updates={updates} "
+        f"kline_open={counts['kline_open']} kline_closed={counts['kline_closed']} "
+        f"mark={counts['mark']}; as the seeds' frames: {len(frames)} frames, "
+        f"{frame_bytes} bytes each; as the feed's frames (marks in one !markPrice@arr@1s "
+        f"frame per second): {len(arr_frames)} frames"
+    )
     print(
         "optimised=the feed's streams (!markPrice@arr@1s + <s>@kline_1m): accept_frame(parse+"
         "dedup) -> inbox -> Feed.on_market(decode, shm, publish: one marks.all message per "
@@ -424,13 +490,17 @@ def main() -> None:
         "scope=per-message processing only; socket reads and connection count "
         "(seed: one per symbol) are not simulated"
     )
-    print(f"latency=per frame (an array frame carries {len(SYMBOLS)} marks), the first "
-          f"{LATENCY_SHARE:.0%} of the frames timed with perf_counter_ns on a separate pass "
-          "(fresh state)")  # fmt: skip
-    print(f"realistic input minutes={REALISTIC_MINUTES} updates={realistic_updates} "
-          f"kline_open={realistic_counts['kline_open']} "
-          f"kline_closed={realistic_counts['kline_closed']} mark={realistic_counts['mark']} "
-          "(Binance kline update speed 250 ms: 4 open updates per symbol-second)")  # fmt: skip
+    print(
+        f"latency=per frame (an array frame carries {len(SYMBOLS)} marks), the first "
+        f"{LATENCY_SHARE:.0%} of the frames timed with perf_counter_ns on a separate pass "
+        "(fresh state)"
+    )
+    print(
+        f"realistic input minutes={REALISTIC_MINUTES} updates={realistic_updates} "
+        f"kline_open={realistic_counts['kline_open']} "
+        f"kline_closed={realistic_counts['kline_closed']} mark={realistic_counts['mark']} "
+        "(Binance kline update speed 250 ms: 4 open updates per symbol-second)"
+    )
     print(
         f"cores={len(all_cores)} zmq_io_thread_and_subscriber_and_redis=other cores when there "
         "are any; the subscriber is a real shared.bus.Subscriber in another process"
@@ -439,8 +509,10 @@ def main() -> None:
         "msg/s=best of 2 passes (worst beside it), 1 pass for baseline_redis_set; each pass "
         "starts from fresh state"
     )
-    print(f"{'path':27s} {'updates':>8s} {'frames':>8s} {'msg/s':>9s} {'worst':>9s} {'p50_us':>7s} "
-          f"{'p99_us':>7s} {'p99.9_us':>8s} {'max_us':>8s}")  # fmt: skip
+    print(
+        f"{'path':27s} {'updates':>8s} {'frames':>8s} {'msg/s':>9s} {'worst':>9s} {'p50_us':>7s} "
+        f"{'p99_us':>7s} {'p99.9_us':>8s} {'max_us':>8s}"
+    )
     for label, r in results.items():
         print(line(label, r))
     published = publisher.published
@@ -449,8 +521,10 @@ def main() -> None:
         f"exit_code={drainer.exitcode} (received < published: it fell behind; PUB never "
         "blocks; -15 = stopped by the bench; -6 = libzmq abort _input_stopped, libzmq#3937)"
     )
-    print(f"subscriber_alive_after_optimised={'yes' if alive_then else 'no'} "
-          f"received_by_then={received_then}")  # fmt: skip
+    print(
+        f"subscriber_alive_after_optimised={'yes' if alive_then else 'no'} "
+        f"received_by_then={received_then}"
+    )
     rate = results["optimised"]["msg_per_s"]
     for name in ("baseline_no_redis", "baseline_redis_set"):
         ratio = rate / results[name]["msg_per_s"]
@@ -458,8 +532,10 @@ def main() -> None:
     print(f"optimised_msg_per_s={rate:.0f} target_30000_met={'yes' if rate >= 30_000 else 'no'}")
     real = results["realistic_optimised"]["msg_per_s"]
     ratio = real / results["realistic_baseline_no_redis"]["msg_per_s"]
-    print(f"realistic_ratio_vs_baseline_no_redis={ratio:.2f} "
-          f"target_3x_met={'yes' if ratio >= 3 else 'no'}")  # fmt: skip
+    print(
+        f"realistic_ratio_vs_baseline_no_redis={ratio:.2f} "
+        f"target_3x_met={'yes' if ratio >= 3 else 'no'}"
+    )
     print()
     if "--skip-shm" in sys.argv[1:]:
         return

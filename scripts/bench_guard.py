@@ -106,16 +106,25 @@ FLAT_POLL_S = 0.02
 SHM_POLL_S = 0.01
 KILLS = 5
 UNLIMITED = 1_000_000
-PAPER_LIMITS = {"request_weight_limit_1m": UNLIMITED, "order_limit_10s": UNLIMITED,
-                "order_limit_1m": UNLIMITED}  # fmt: skip
+PAPER_LIMITS = {
+    "request_weight_limit_1m": UNLIMITED,
+    "order_limit_10s": UNLIMITED,
+    "order_limit_1m": UNLIMITED,
+}
 TARGETS = {"close": 10.0, "stop": 50.0, "flat_20_s": 2.0, "fresh_s": 5.0}
 
 
 # ---- processes ----------------------------------------------------------------------------------
 
 
-def start_guard(px: PaperExchangeProcess, redis_url: str, base: Path, name: str,
-                guard: dict[str, Any], dms: dict[str, Any]) -> FeedProcess:  # fmt: skip
+def start_guard(
+    px: PaperExchangeProcess,
+    redis_url: str,
+    base: Path,
+    name: str,
+    guard: dict[str, Any],
+    dms: dict[str, Any],
+) -> FeedProcess:
     """Run `python -m procs.guard` against `px` with a run dir of its own under `base`."""
     run_dir = base / name
     run_dir.mkdir()
@@ -138,8 +147,10 @@ def exit_breakdown(proc: FeedProcess, published_s: dict[str, float]) -> dict[str
     publish -> exit_decided, and exit_decided -> exit_sent (the guard's REST call)."""
     decided = proc.log_events("exit_decided")
     sent = proc.log_events("exit_sent")
-    out: dict[str, list[float]] = {"publish_to_exit_decided_ms": [],
-                                   "exit_decided_to_exit_sent_ms": []}  # fmt: skip
+    out: dict[str, list[float]] = {
+        "publish_to_exit_decided_ms": [],
+        "exit_decided_to_exit_sent_ms": [],
+    }
     if len(decided) != len(sent):  # each decision is followed by its exit_sent or exit_failed
         return out
     for d, e in zip(decided, sent, strict=True):
@@ -152,8 +163,11 @@ def exit_breakdown(proc: FeedProcess, published_s: dict[str, float]) -> dict[str
 
 def event_counts(proc: FeedProcess, level: str) -> Counter[str]:
     """Return how many lines of each event the process logged at `level`."""
-    return Counter(p[3] for p in (x.split(" ") for x in proc.log_text().splitlines())
-                   if len(p) > 3 and p[1] == level)  # fmt: skip
+    return Counter(
+        p[3]
+        for p in (x.split(" ") for x in proc.log_text().splitlines())
+        if len(p) > 3 and p[1] == level
+    )
 
 
 # ---- the bench's exchange side ------------------------------------------------------------------
@@ -208,8 +222,15 @@ class Account:
         """Close what a failed sample left open (reduce-only MARKET); return how many."""
         left = {s: q for s, q in (await self.positions()).items() if q != 0}
         for s, q in left.items():
-            await self.rest("POST", "/fapi/v1/order", symbol=s, side="SELL" if q > 0 else "BUY",
-                            type="MARKET", quantity=str(abs(q)), reduceOnly="true")  # fmt: skip
+            await self.rest(
+                "POST",
+                "/fapi/v1/order",
+                symbol=s,
+                side="SELL" if q > 0 else "BUY",
+                type="MARKET",
+                quantity=str(abs(q)),
+                reduceOnly="true",
+            )
         return len(left)
 
 
@@ -250,8 +271,11 @@ class UserEvents:
 
 def order_event(cid_part: str, status: str | None = None) -> Callable[[dict[str, Any]], bool]:
     def match(e: dict[str, Any]) -> bool:
-        return (e.get("e") == "ORDER_TRADE_UPDATE" and cid_part in e["o"]["c"]
-                and status in (None, e["o"]["X"]))  # fmt: skip
+        return (
+            e.get("e") == "ORDER_TRADE_UPDATE"
+            and cid_part in e["o"]["c"]
+            and status in (None, e["o"]["X"])
+        )
 
     return match
 
@@ -311,14 +335,16 @@ class Reactions:
     stop_orders: Counter[str] = field(default_factory=Counter)
 
 
-async def one_sample(n: int, acct: Account, events: UserEvents, marks: Marks,
-                     out: Reactions, offset_ms: float) -> None:  # fmt: skip
+async def one_sample(
+    n: int, acct: Account, events: UserEvents, marks: Marks, out: Reactions, offset_ms: float
+) -> None:
     symbol = SYMBOLS[n % len(SYMBOLS)]
     qty = await acct.quantity(symbol)
     events.drain()
     sent = time.perf_counter()
-    entry = await acct.rest("POST", "/fapi/v1/order", symbol=symbol, side="BUY", type="MARKET",
-                            quantity=str(qty))  # fmt: skip
+    entry = await acct.rest(
+        "POST", "/fapi/v1/order", symbol=symbol, side="BUY", type="MARKET", quantity=str(qty)
+    )
     replied = time.perf_counter()
     out.entry_rest_ms.append((replied - sent) * 1000)
     filled = await events.wait(order_event(entry["clientOrderId"], "FILLED"))
@@ -354,8 +380,15 @@ async def one_sample(n: int, acct: Account, events: UserEvents, marks: Marks,
     marks.publish(symbol, float(await acct.mark(symbol)))
 
 
-async def reactions(px: PaperExchangeProcess, redis_url: str, base: Path, name: str,
-                    first: int, count: int, out: Reactions) -> FeedProcess:  # fmt: skip
+async def reactions(
+    px: PaperExchangeProcess,
+    redis_url: str,
+    base: Path,
+    name: str,
+    first: int,
+    count: int,
+    out: Reactions,
+) -> FeedProcess:
     """Run samples `first`..`first + count - 1` against a fresh guard; return that guard."""
     endpoint = bus_endpoint(instance_id(base / name), "feed")
     with Publisher(endpoint, "feed") as publisher:
@@ -411,9 +444,14 @@ async def open_one_per_symbol(px: PaperExchangeProcess) -> int:
         await acct.load_steps()
         await acct.close_all()
         for i, symbol in enumerate(ALL_SYMBOLS):
-            await acct.rest("POST", "/fapi/v1/order", symbol=symbol,
-                            side="BUY" if i % 2 == 0 else "SELL", type="MARKET",
-                            quantity=str(await acct.quantity(symbol)))  # fmt: skip
+            await acct.rest(
+                "POST",
+                "/fapi/v1/order",
+                symbol=symbol,
+                side="BUY" if i % 2 == 0 else "SELL",
+                type="MARKET",
+                quantity=str(await acct.quantity(symbol)),
+            )
         return sum(q != 0 for q in (await acct.positions()).values())
 
 
@@ -430,24 +468,34 @@ async def wait_flat(px: PaperExchangeProcess, guard: FeedProcess) -> float:
             if not any((await acct.positions()).values()):
                 return time.time()
             await asyncio.sleep(FLAT_POLL_S)
-    raise RuntimeError(f"bench: positions still open 30 s after the guard started:\n"
-                       f"{guard.log_text()[-3000:]}")  # fmt: skip
+    raise RuntimeError(
+        f"bench: positions still open 30 s after the guard started:\n{guard.log_text()[-3000:]}"
+    )
 
 
-def dead_mans_switch(px: PaperExchangeProcess, redis_url: str, base: Path,
-                     procs: list[FeedProcess]) -> tuple[Flatten, FeedProcess]:  # fmt: skip
+def dead_mans_switch(
+    px: PaperExchangeProcess, redis_url: str, base: Path, procs: list[FeedProcess]
+) -> tuple[Flatten, FeedProcess]:
     positions = asyncio.run(open_one_per_symbol(px))
-    guard = start_guard(px, redis_url, base, "guard-dms",
-                        {"feed_silent_after_s": 1.0, "trader_silent_after_s": 1.0},
-                        {"enabled": True, "silence_after_s": 2.0})  # fmt: skip
+    guard = start_guard(
+        px,
+        redis_url,
+        base,
+        "guard-dms",
+        {"feed_silent_after_s": 1.0, "trader_silent_after_s": 1.0},
+        {"enabled": True, "silence_after_s": 2.0},
+    )
     procs.append(guard)
     flat_wall_s = asyncio.run(wait_flat(px, guard))
     wait_for_log(guard, "flatten_done", timeout_s=10.0)
     triggered = log_time_s(guard.log_events("flatten_triggered")[0])
     started = log_time_s(guard.log_events("flatten_started")[0])
     closes = [log_time_s(x) for x in guard.log_events("flatten_close_sent")]
-    lines = [x for x in guard.log_text().splitlines()
-             if x.split(" ")[3:4] and x.split(" ")[3].startswith("flatten_")]  # fmt: skip
+    lines = [
+        x
+        for x in guard.log_text().splitlines()
+        if x.split(" ")[3:4] and x.split(" ")[3].startswith("flatten_")
+    ]
     return Flatten(
         positions=positions,
         flat_s=flat_wall_s - triggered,
@@ -496,8 +544,9 @@ def feed_restarts(base: Path, redis_url: str, procs: list[FeedProcess]) -> list[
                 started = time.perf_counter()
                 while (now := last_open_ms(reader)) <= before:
                     if time.perf_counter() - killed > 30.0:
-                        raise RuntimeError(f"bench: no new kline 30 s after the kill:\n"
-                                           f"{feed.log_text()[-3000:]}")  # fmt: skip
+                        raise RuntimeError(
+                            f"bench: no new kline 30 s after the kill:\n{feed.log_text()[-3000:]}"
+                        )
                     time.sleep(SHM_POLL_S)
                 fresh = time.perf_counter()
                 results.append((fresh - killed, fresh - started, (now - before) // 60_000))
@@ -516,8 +565,10 @@ def percentiles(label: str, values: list[float]) -> str:
     if not values:
         return f"{label:28s} n=0"
     p50, p90, p99 = np.percentile(values, [50, 90, 99])
-    return (f"{label:28s} n={len(values):<4d} p50={p50:7.2f} p90={p90:7.2f} p99={p99:7.2f} "
-            f"max={max(values):7.2f}")  # fmt: skip
+    return (
+        f"{label:28s} n={len(values):<4d} p50={p50:7.2f} p90={p90:7.2f} p99={p99:7.2f} "
+        f"max={max(values):7.2f}"
+    )
 
 
 def met(is_met: bool) -> str:

@@ -132,15 +132,27 @@ def main() -> None:
             ("one window (1 symbol x 500 bars)", per_call_us(shm_one), redis_one_us),
             ("all windows (200 symbols x 500 bars)", per_call_us(shm_all), redis_all_us),
             ("one window zero-copy view + validate", per_call_us(shm_one_view), redis_one_us),
-            ("all windows zero-copy views + validate (200 x 500)",
-             per_call_us(shm_all_views), redis_all_us),
-            ("all windows views + sum(close) + validate vs MGET + decode + sum(close)",
-             per_call_us(shm_all_views_sum), per_call_us(redis_all_sum)),
-            ("all windows as one block view + stale check (200 x 500)",
-             per_call_us(shm_block), redis_all_us),
-            ("one block view + sum(close) + stale check vs MGET + decode + sum(close)",
-             per_call_us(shm_block_sum), per_call_us(redis_all_sum)),
-        ]  # fmt: skip
+            (
+                "all windows zero-copy views + validate (200 x 500)",
+                per_call_us(shm_all_views),
+                redis_all_us,
+            ),
+            (
+                "all windows views + sum(close) + validate vs MGET + decode + sum(close)",
+                per_call_us(shm_all_views_sum),
+                per_call_us(redis_all_sum),
+            ),
+            (
+                "all windows as one block view + stale check (200 x 500)",
+                per_call_us(shm_block),
+                redis_all_us,
+            ),
+            (
+                "one block view + sum(close) + stale check vs MGET + decode + sum(close)",
+                per_call_us(shm_block_sum),
+                per_call_us(redis_all_sum),
+            ),
+        ]
         client.close()
     reader.close()
     writer.close()

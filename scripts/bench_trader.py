@@ -76,8 +76,11 @@ SYMBOLS = 200
 WINDOW_BARS = 500
 DATA_DIR = ROOT / "procs" / "paper_exchange" / "data" / "klines"
 UNLIMITED = 1_000_000
-PAPER_LIMITS = {"request_weight_limit_1m": UNLIMITED, "order_limit_10s": UNLIMITED,
-                "order_limit_1m": UNLIMITED}  # fmt: skip
+PAPER_LIMITS = {
+    "request_weight_limit_1m": UNLIMITED,
+    "order_limit_10s": UNLIMITED,
+    "order_limit_1m": UNLIMITED,
+}
 SAMPLE_TIMEOUT_S = 3.0
 TARGET_P99_MS = 25.0
 TRAIN_SAMPLES = 50_000
@@ -140,15 +143,34 @@ class FakeFeed:
         out = []
         for s in self.names:
             row = kline_row(self.data[s][self.bar], t)
-            out.append((s, np.asarray(row, dtype=np.float64), bus.Kline(
-                ts_ms=t + 60_000, symbol=s, interval="1m", open_time_ms=t,
-                close_time_ms=t + 59_999, open=row[1], high=row[2], low=row[3], close=row[4],
-                volume=row[5], quote_volume=row[7], trades=100, taker_buy_volume=row[9],
-                taker_buy_quote_volume=row[10], is_closed=True)))  # fmt: skip
+            out.append(
+                (
+                    s,
+                    np.asarray(row, dtype=np.float64),
+                    bus.Kline(
+                        ts_ms=t + 60_000,
+                        symbol=s,
+                        interval="1m",
+                        open_time_ms=t,
+                        close_time_ms=t + 59_999,
+                        open=row[1],
+                        high=row[2],
+                        low=row[3],
+                        close=row[4],
+                        volume=row[5],
+                        quote_volume=row[7],
+                        trades=100,
+                        taker_buy_volume=row[9],
+                        taker_buy_quote_volume=row[10],
+                        is_closed=True,
+                    ),
+                )
+            )
         return out
 
-    def step(self, publish: bool = True,
-             prepared: list[tuple[str, np.ndarray, bus.Kline]] | None = None) -> int:  # fmt: skip
+    def step(
+        self, publish: bool = True, prepared: list[tuple[str, np.ndarray, bus.Kline]] | None = None
+    ) -> int:
         """Append (and publish) the next minute of every symbol; return its open time."""
         t = self.open_ms
         for s, row, kline in prepared or self.prepare():
@@ -183,8 +205,9 @@ async def clock_offset_ms(rest_url: str) -> tuple[float, float]:
 Samples = tuple[list[float], list[float], int, float]
 
 
-async def run_samples(px: PaperExchangeProcess, trader: FeedProcess, cfg_path: Path,
-                      feed: FakeFeed, samples: int) -> Samples:  # fmt: skip
+async def run_samples(
+    px: PaperExchangeProcess, trader: FeedProcess, cfg_path: Path, feed: FakeFeed, samples: int
+) -> Samples:
     """Run the samples; return (latencies ms, bench publish ms, minutes without entry, error)."""
     cfg = load_config("paper", env={"SLT_CONFIG": str(cfg_path)})
     offset_ms, error_ms = await clock_offset_ms(px.rest_url)
@@ -192,8 +215,10 @@ async def run_samples(px: PaperExchangeProcess, trader: FeedProcess, cfg_path: P
     publish_ms: list[float] = []
     skipped = 0
     logger = log.get("bench")
-    async with Cache(cfg.redis.url, "bench", 0.5) as cache, \
-            ExchangeClient(cfg.exchange, cache, logger=logger) as client:  # fmt: skip
+    async with (
+        Cache(cfg.redis.url, "bench", 0.5) as cache,
+        ExchangeClient(cfg.exchange, cache, logger=logger) as client,
+    ):
         tail = LogTail(trader.log_path)
         for _ in range(samples):
             prepared = feed.prepare()
@@ -223,9 +248,14 @@ async def run_samples(px: PaperExchangeProcess, trader: FeedProcess, cfg_path: P
             for p in await client.position_risk():  # free the symbol for the next minute
                 if p.amount != 0:
                     side = "SELL" if p.amount > 0 else "BUY"
-                    await client.new_order(p.symbol, side, "MARKET", abs(p.amount),
-                                           f"bench-close-{minute // 60_000}-{p.symbol}",
-                                           is_reduce_only=True)  # fmt: skip
+                    await client.new_order(
+                        p.symbol,
+                        side,
+                        "MARKET",
+                        abs(p.amount),
+                        f"bench-close-{minute // 60_000}-{p.symbol}",
+                        is_reduce_only=True,
+                    )
             await asyncio.sleep(CHECK_S + 0.3)  # the trader's position check sees it closed
     return latencies, publish_ms, skipped, error_ms
 
@@ -248,8 +278,7 @@ def percentiles(label: str, values: list[float]) -> str:
         return f"{label}: no samples"
     a = np.asarray(values)
     p50, p90, p99 = np.percentile(a, [50, 90, 99])
-    return (f"{label}: n={len(a)} p50={p50:.2f} p90={p90:.2f} p99={p99:.2f} "
-            f"max={a.max():.2f}")  # fmt: skip
+    return f"{label}: n={len(a)} p50={p50:.2f} p90={p90:.2f} p99={p99:.2f} max={a.max():.2f}"
 
 
 def main() -> None:
@@ -268,8 +297,9 @@ def main() -> None:
     feed: FakeFeed | None = None
     try:
         with redis_server(base) as redis, postgres_server(base) as pg:
-            px = start_paper_exchange(base / "paper", overlay={"symbols": ALL_SYMBOLS,
-                                                               **PAPER_LIMITS})  # fmt: skip
+            px = start_paper_exchange(
+                base / "paper", overlay={"symbols": ALL_SYMBOLS, **PAPER_LIMITS}
+            )
             run_dir = base / "trader"
             run_dir.mkdir()
             overlay = feed_overlay(px, redis.url, run_dir)
@@ -277,21 +307,32 @@ def main() -> None:
             del overlay["streams"]
             overlay["feed"] = {"symbols": names}
             overlay["postgres"] = {"dsn": pg.dsn}
-            overlay["trader"] = {"max_open_positions": 1, "position_check_interval_s": CHECK_S,
-                                 "virtual_min_confidence": 1.0, "cycle_wait_s": 2.0}  # fmt: skip
+            overlay["trader"] = {
+                "max_open_positions": 1,
+                "position_check_interval_s": CHECK_S,
+                "virtual_min_confidence": 1.0,
+                "cycle_wait_s": 2.0,
+            }
             config = base / "trader.toml"
             write_overlay(config, overlay)
             trader = FeedProcess(config, base / "trader.log", run_dir, {}, module="procs.trader")
             feed = FakeFeed(trader.instance, names, histories(names, WINDOW_BARS + args.samples))
             trader.start()
-            eventually(lambda: "model_swapped" in trader.log_text()  # type: ignore[union-attr]
-                       and "trader_started" in trader.log_text(), 180, 0.2)  # type: ignore[union-attr]  # fmt: skip
+            eventually(
+                lambda: (
+                    "model_swapped" in trader.log_text()  # type: ignore[union-attr]
+                    and "trader_started" in trader.log_text()
+                ),
+                180,
+                0.2,
+            )  # type: ignore[union-attr]
             time.sleep(1.0)  # the trader's subscription is up
             latencies, publish_ms, skipped, error_ms = asyncio.run(
                 run_samples(px, trader, config, feed, args.samples)
             )
-            score_ms = [float(m) for m in re.findall(r" decision .*score_ms=([\d.]+)",
-                                                      trader.log_text())]  # fmt: skip
+            score_ms = [
+                float(m) for m in re.findall(r" decision .*score_ms=([\d.]+)", trader.log_text())
+            ]
             errors = len(re.findall(r" (ERROR|CRITICAL) ", trader.log_text()))
     finally:
         if trader is not None:
@@ -309,19 +350,25 @@ def main() -> None:
     elapsed = time.perf_counter() - started
     load_after = os.getloadavg()
     print("bench_trader: the trader (python -m procs.trader) against the paper exchange")
-    print(f"cores={os.cpu_count()} elapsed_s={elapsed:.1f} load_1m_before={load_before[0]:.2f} "
-          f"load_1m_after={load_after[0]:.2f} trader_errors={errors}")  # fmt: skip
-    print(f"1 closed klines of {len(names)} symbols -> entry at the exchange (updateTime, clock "
-          f"offset error <= {error_ms:.2f} ms + 1 ms resolution); minutes without an entry "
-          f"(no listed candidate above 0.5): {skipped}")  # fmt: skip
+    print(
+        f"cores={os.cpu_count()} elapsed_s={elapsed:.1f} load_1m_before={load_before[0]:.2f} "
+        f"load_1m_after={load_after[0]:.2f} trader_errors={errors}"
+    )
+    print(
+        f"1 closed klines of {len(names)} symbols -> entry at the exchange (updateTime, clock "
+        f"offset error <= {error_ms:.2f} ms + 1 ms resolution); minutes without an entry "
+        f"(no listed candidate above 0.5): {skipped}"
+    )
     print("  " + percentiles("kline_to_order_at_exchange_ms", latencies))
     print("  " + percentiles("bench_append_and_publish_ms (the feed's part, played)", publish_ms))
     print("  " + percentiles("trader_score_ms (first bus message -> ranked)", score_ms))
     p99 = float(np.percentile(latencies, 99)) if latencies else float("nan")
     verdict = "met" if p99 < TARGET_P99_MS else "NOT met"
     print(f"  target p99 < {TARGET_P99_MS:.0f} ms: {verdict}")
-    print(f"2 training: {train_n} real samples, {len(fe.FEATURE_NAMES) + 1} inputs, nthread=2: "
-          f"train_s={train_s:.2f} (dataset build from 6 x 6000 bars: {built_s:.2f} s)")  # fmt: skip
+    print(
+        f"2 training: {train_n} real samples, {len(fe.FEATURE_NAMES) + 1} inputs, nthread=2: "
+        f"train_s={train_s:.2f} (dataset build from 6 x 6000 bars: {built_s:.2f} s)"
+    )
     print(f"run at {datetime.now().isoformat(timespec='seconds')}")
 
 

@@ -33,8 +33,9 @@ from shared.stack import instance_id
 Serve = Callable[[Config, str, log.EventLogger, asyncio.Event], Coroutine[Any, Any, None]]
 
 
-async def run_until_signalled(cfg: Config, process: str, serve: Serve, logger: log.EventLogger,
-                              is_graceful: bool = False) -> None:  # fmt: skip
+async def run_until_signalled(
+    cfg: Config, process: str, serve: Serve, logger: log.EventLogger, is_graceful: bool = False
+) -> None:
     """Take the instance lock and run `serve` until it ends or SIGTERM/SIGINT arrives."""
     instance = instance_id(Path(cfg.run.dir))
     with bind_instance_lock(instance, process):
@@ -86,8 +87,13 @@ async def cancel_tasks(tasks: Sequence[asyncio.Task[None]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def process_main(process: str, description: str, serve: Serve, argv: list[str] | None = None,
-                 is_graceful: bool = False) -> int:  # fmt: skip
+def process_main(
+    process: str,
+    description: str,
+    serve: Serve,
+    argv: list[str] | None = None,
+    is_graceful: bool = False,
+) -> int:
     """Parse `--mode`, load the config, run the process; return its exit code (0, 1 or 2)."""
     parser = argparse.ArgumentParser(prog=f"python -m procs.{process}", description=description)
     parser.add_argument("--mode", choices=MODES, default=None, help="default: SLT_MODE or paper")

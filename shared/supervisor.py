@@ -33,12 +33,25 @@ from shared.config import ConfigError
 
 # supervisor.xmlrpc.Faults, by code (the names the caller sees in SupervisorRefusedError.fault).
 FAULT_NAMES = {
-    1: "UNKNOWN_METHOD", 2: "INCORRECT_PARAMETERS", 3: "BAD_ARGUMENTS",
-    4: "SIGNATURE_UNSUPPORTED", 6: "SHUTDOWN_STATE", 10: "BAD_NAME", 11: "BAD_SIGNAL",
-    20: "NO_FILE", 21: "NOT_EXECUTABLE", 30: "FAILED", 40: "ABNORMAL_TERMINATION",
-    50: "SPAWN_ERROR", 60: "ALREADY_STARTED", 70: "NOT_RUNNING", 80: "SUCCESS",
-    90: "ALREADY_ADDED", 91: "STILL_RUNNING", 100: "CANT_REREAD",
-}  # fmt: skip
+    1: "UNKNOWN_METHOD",
+    2: "INCORRECT_PARAMETERS",
+    3: "BAD_ARGUMENTS",
+    4: "SIGNATURE_UNSUPPORTED",
+    6: "SHUTDOWN_STATE",
+    10: "BAD_NAME",
+    11: "BAD_SIGNAL",
+    20: "NO_FILE",
+    21: "NOT_EXECUTABLE",
+    30: "FAILED",
+    40: "ABNORMAL_TERMINATION",
+    50: "SPAWN_ERROR",
+    60: "ALREADY_STARTED",
+    70: "NOT_RUNNING",
+    80: "SUCCESS",
+    90: "ALREADY_ADDED",
+    91: "STILL_RUNNING",
+    100: "CANT_REREAD",
+}
 
 
 class SupervisorError(Exception):

@@ -156,8 +156,15 @@ def paper_command(
     port: int, state_path: Path, speed: float | None = None, extra: tuple[str, ...] = ()
 ) -> list[str]:
     """Return the command line of the paper exchange process."""
-    args = [sys.executable, "-m", "procs.paper_exchange", "--port", str(port),
-            "--state", str(state_path)]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "procs.paper_exchange",
+        "--port",
+        str(port),
+        "--state",
+        str(state_path),
+    ]
     if speed is not None:
         args += ["--speed", str(speed)]
     return args + list(extra)
@@ -187,14 +194,19 @@ def start_paper_exchange(
     port = port or free_port()
     state = state_path or base_dir / "state.json"
     config_path = base_dir / f"slt-config-{port}-{time.monotonic_ns()}.toml"
-    values = {"api_key": API_KEY, "api_secret": API_SECRET, "symbols": TEST_SYMBOLS,
-              **(overlay or {})}  # fmt: skip
+    values = {
+        "api_key": API_KEY,
+        "api_secret": API_SECRET,
+        "symbols": TEST_SYMBOLS,
+        **(overlay or {}),
+    }
     write_overlay(config_path, {"paper_exchange": values})
     args = paper_command(port, state, speed, extra_args)
     env = paper_env(config_path)
     log_path = config_path.with_suffix(".log")
-    px = PaperExchangeProcess(port, state, config_path, log_path, args, env,
-                              _spawn(args, env, log_path))  # fmt: skip
+    px = PaperExchangeProcess(
+        port, state, config_path, log_path, args, env, _spawn(args, env, log_path)
+    )
     if wait:
         wait_until_up(px)
     return px
@@ -263,15 +275,22 @@ class Reply:
 class BinanceTestClient:
     """Sends requests the way ccxt, the connector and python-binance do (BINANCE-API.md §2.1)."""
 
-    def __init__(self, session: Any, base_url: str, api_key: str = API_KEY,
-                 api_secret: str = API_SECRET) -> None:  # fmt: skip
+    def __init__(
+        self, session: Any, base_url: str, api_key: str = API_KEY, api_secret: str = API_SECRET
+    ) -> None:
         self.session = session
         self.base_url = base_url
         self.api_key = api_key
         self.api_secret = api_secret
 
-    async def raw(self, method: str, path: str, query: str = "", body: str | None = None,
-                  headers: dict[str, str] | None = None) -> Reply:  # fmt: skip
+    async def raw(
+        self,
+        method: str,
+        path: str,
+        query: str = "",
+        body: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
         """Send exactly this query string and body (no re-encoding)."""
         import yarl
 
@@ -287,8 +306,9 @@ class BinanceTestClient:
     async def public(self, path: str, **params: Any) -> Reply:
         return await self.raw("GET", path, urlencode(params))
 
-    async def control(self, method: str, path: str, key: str | None = API_KEY,
-                      **params: Any) -> Reply:  # fmt: skip
+    async def control(
+        self, method: str, path: str, key: str | None = API_KEY, **params: Any
+    ) -> Reply:
         headers = {"X-MBX-APIKEY": key} if key is not None else {}
         return await self.raw(method, path, urlencode(params), headers=headers)
 

@@ -91,10 +91,23 @@ def redis_server(base_dir: Path) -> Iterator[RedisServer]:
     data.mkdir(parents=True)
     cmd = [
         find_server_binary("redis-server"),
-        "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
-        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-        "--daemonize", "no", "--logfile", str(data / "redis.log"),
-    ]  # fmt: skip
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+        "--logfile",
+        str(data / "redis.log"),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     server = RedisServer(port, data, proc, cmd)
     try:
@@ -169,24 +182,55 @@ def postgres_server(base_dir: Path) -> Iterator[PostgresServer]:
             os.chown(p, entry.pw_uid, entry.pw_gid)
     db_user = run_as or pwd.getpwuid(os.geteuid()).pw_name
     subprocess.run(
-        [*_as_user(run_as), find_server_binary("initdb"), "-D", str(data / "db"), "-U", db_user,
-         "--auth=trust", "--encoding=UTF8", "--no-sync"],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            *_as_user(run_as),
+            find_server_binary("initdb"),
+            "-D",
+            str(data / "db"),
+            "-U",
+            db_user,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     cmd = [
-        *_as_user(run_as), find_server_binary("postgres"), "-D", str(data / "db"),
-        "-p", str(port), "-h", "127.0.0.1", "-k", str(data),
-        "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off",
-    ]  # fmt: skip
+        *_as_user(run_as),
+        find_server_binary("postgres"),
+        "-D",
+        str(data / "db"),
+        "-p",
+        str(port),
+        "-h",
+        "127.0.0.1",
+        "-k",
+        str(data),
+        "-c",
+        "fsync=off",
+        "-c",
+        "full_page_writes=off",
+        "-c",
+        "synchronous_commit=off",
+    ]
     log = (data / "postgres.log").open("wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     server = PostgresServer(port, data, proc, db_user, command=cmd, log_path=data / "postgres.log")
     try:
         eventually(lambda: proc.poll() is None and _port_open(port), 30)
         createdb = [
-            *_as_user(run_as), find_server_binary("createdb"),
-            "-h", str(data), "-p", str(port), "-U", db_user, server.database,
-        ]  # fmt: skip
+            *_as_user(run_as),
+            find_server_binary("createdb"),
+            "-h",
+            str(data),
+            "-p",
+            str(port),
+            "-U",
+            db_user,
+            server.database,
+        ]
         eventually(lambda: subprocess.run(createdb, capture_output=True).returncode == 0, 30, 0.2)
         yield server
     finally:

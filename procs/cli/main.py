@@ -54,14 +54,22 @@ async def _flatten(args: argparse.Namespace) -> bool:
     async with ExchangeClient(cfg.exchange, is_guard=True, logger=logger) as client:
         info = await client.exchange_info()
         specs = {s.symbol: s for s in info.symbols}
-        return await protect.flatten(client, specs, f"F{now_ms}", cfg.guard.flatten_round_s,
-                                     cfg.guard.flatten_max_rounds, logger)  # fmt: skip
+        return await protect.flatten(
+            client,
+            specs,
+            f"F{now_ms}",
+            cfg.guard.flatten_round_s,
+            cfg.guard.flatten_max_rounds,
+            logger,
+        )
 
 
 def _cmd_flatten(args: argparse.Namespace) -> int:
     if not args.yes:
-        answer = input(f"Close EVERY position at market on the {args.mode or 'configured'} "
-                       "account and halt new entries? Type 'flatten' to confirm: ")  # fmt: skip
+        answer = input(
+            f"Close EVERY position at market on the {args.mode or 'configured'} "
+            "account and halt new entries? Type 'flatten' to confirm: "
+        )
         if answer.strip() != "flatten":
             print("slt: not confirmed; nothing done", file=sys.stderr)
             return 1
@@ -85,8 +93,11 @@ def _cmd_rearm(args: argparse.Namespace) -> int:
 def _cmd_halt(args: argparse.Namespace) -> int:
     cfg = load_config(args.mode)
     state = haltfile.load_halt(haltfile.halt_path(cfg.run.dir))
-    print(f"halted reason={state.reason} since_ms={state.since_ms}" if state.is_halted
-          else "not halted")  # fmt: skip
+    print(
+        f"halted reason={state.reason} since_ms={state.since_ms}"
+        if state.is_halted
+        else "not halted"
+    )
     return 0
 
 

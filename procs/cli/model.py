@@ -81,10 +81,12 @@ def _dataset(args: argparse.Namespace, cfg: Config) -> dataset.Dataset:
     m = cfg.model
     stride = _pick(args.stride, m.stride_bars)
     ds = dataset.build_dataset(
-        histories, _pick(args.take_profit_pct, m.take_profit_pct),
-        _pick(args.stop_loss_pct, m.stop_loss_pct), _pick(args.horizon_bars, m.horizon_bars),
+        histories,
+        _pick(args.take_profit_pct, m.take_profit_pct),
+        _pick(args.stop_loss_pct, m.stop_loss_pct),
+        _pick(args.horizon_bars, m.horizon_bars),
         stride,
-    )  # fmt: skip
+    )
     print(
         f"data: {len(histories)} symbols, {bars} bars, {len(ds)} samples"
         f" (take-profit {ds.take_profit_pct}%, stop {ds.stop_loss_pct}%, horizon"
@@ -197,13 +199,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     hi = trained.holdout_index
     fee = cfg.trader.taker_fee_rate
     result = backtest.simulate_trades(
-        trained.holdout_p, ds.exit_return[hi], ds.exit_offset[hi], ds.time_ms[hi],
-        ds.symbol_index[hi], args.threshold, fee,
-    )  # fmt: skip
+        trained.holdout_p,
+        ds.exit_return[hi],
+        ds.exit_offset[hi],
+        ds.time_ms[hi],
+        ds.symbol_index[hi],
+        args.threshold,
+        fee,
+    )
     base = backtest.random_baseline(
-        result.pnl, result.trades, ds.exit_return[hi], ds.exit_offset[hi], ds.time_ms[hi],
-        ds.symbol_index[hi], fee, np.random.default_rng(BASELINE_SEED), args.draws,
-    )  # fmt: skip
+        result.pnl,
+        result.trades,
+        ds.exit_return[hi],
+        ds.exit_offset[hi],
+        ds.time_ms[hi],
+        ds.symbol_index[hi],
+        fee,
+        np.random.default_rng(BASELINE_SEED),
+        args.draws,
+    )
     print(
         f"trades: {result.trades} (p >= {args.threshold}, one open trade per symbol, taker fee"
         f" {fee} per side)"
@@ -237,8 +251,10 @@ async def _model_command(cfg: Config, action: str, version: int | None) -> int:
         async with await Database.connect(postgres_dsn(cfg), cfg.postgres.command_timeout_s) as db:
             await db.apply_migrations()
             if action == "list":
-                print("version status    created           schema            samples auc    "
-                      "log-loss hit-rate promoted")  # fmt: skip
+                print(
+                    "version status    created           schema            samples auc    "
+                    "log-loss hit-rate promoted"
+                )
                 for m in await db.list_models():
                     print(_model_line(m))
                 return 0
@@ -254,9 +270,11 @@ async def _model_command(cfg: Config, action: str, version: int | None) -> int:
                 print(f"slt: model {version} does not exist", file=sys.stderr)
                 return 1
             if stored[0].feature_schema != features.FEATURE_SCHEMA:
-                print(f"slt: model {version} has feature schema {stored[0].feature_schema}, the"
-                      f" running code {features.FEATURE_SCHEMA}; the trader would refuse it",
-                      file=sys.stderr)  # fmt: skip
+                print(
+                    f"slt: model {version} has feature schema {stored[0].feature_schema}, the"
+                    f" running code {features.FEATURE_SCHEMA}; the trader would refuse it",
+                    file=sys.stderr,
+                )
                 return 1
             await db.promote(version, f"operator promoted model {version}", now_ms)
             print(f"promoted: model {version} is the champion")

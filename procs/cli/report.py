@@ -47,9 +47,14 @@ async def _report(args: argparse.Namespace) -> int:
             sender = asyncio.create_task(notifier.run())
 
             def settled() -> bool:
-                return all(sum(notifier.stats.get(f"{c}_{what}", 0)
-                               for what in ("sent", "failed", "dropped")) >= 1
-                           for c in notifier.channels)  # fmt: skip
+                return all(
+                    sum(
+                        notifier.stats.get(f"{c}_{what}", 0)
+                        for what in ("sent", "failed", "dropped")
+                    )
+                    >= 1
+                    for c in notifier.channels
+                )
 
             deadline = cfg.reporter.notify_timeout_s * cfg.reporter.notify_max_attempts
             with contextlib.suppress(TimeoutError):
@@ -58,8 +63,10 @@ async def _report(args: argparse.Namespace) -> int:
                         await asyncio.sleep(0.1)
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
-            print("sent: " + " ".join(f"{c}={notifier.stats.get(c + '_sent', 0)}"
-                                      for c in notifier.channels))  # fmt: skip
+            print(
+                "sent: "
+                + " ".join(f"{c}={notifier.stats.get(c + '_sent', 0)}" for c in notifier.channels)
+            )
     return 0
 
 

@@ -74,8 +74,14 @@ MARK_ALL_STREAM = "!markPrice@arr@1s"  # every symbol's mark in one frame per se
 class Feed:
     """The feed's state and handlers; `run()` wires them to streams and tasks."""
 
-    def __init__(self, cfg: Config, client: ExchangeClient, writer: KlineWriter,
-                 publisher: Publisher, logger: log.EventLogger) -> None:  # fmt: skip
+    def __init__(
+        self,
+        cfg: Config,
+        client: ExchangeClient,
+        writer: KlineWriter,
+        publisher: Publisher,
+        logger: log.EventLogger,
+    ) -> None:
         self.cfg, self.client, self.writer = cfg, client, writer
         self.pub, self.log = publisher, logger
         self.account = AccountState()
@@ -89,8 +95,10 @@ class Feed:
         self.backfills = self.rest_fallbacks = self.backfill_failures = 0
         self.bad_messages = self.redis_failures = 0
         self.is_redis_down = False
-        self._warn = {k: log.Throttle(cfg.feed.warning_interval_s)
-                      for k in ("bad", "redis", "backfill", "event")}  # fmt: skip
+        self._warn = {
+            k: log.Throttle(cfg.feed.warning_interval_s)
+            for k in ("bad", "redis", "backfill", "event")
+        }
 
     def warn(self, kind: str, event: str, **fields: object) -> None:
         """Log a warning at most once per `warning_interval_s` per kind (with the count held)."""
@@ -150,8 +158,14 @@ class Feed:
         malformed message, or a malformed part of one."""
         self.bad_messages += 1
         head = {"head": data[:BAD_FRAME_HEAD_BYTES].decode("utf-8", "replace")} if data else {}
-        self.warn("bad", "bad_message", stream=stream, reason=reason[:200], **head,
-                  total=self.bad_messages)  # fmt: skip
+        self.warn(
+            "bad",
+            "bad_message",
+            stream=stream,
+            reason=reason[:200],
+            **head,
+            total=self.bad_messages,
+        )
 
     # ---- handlers ----------------------------------------------------------------------------
 
@@ -171,8 +185,11 @@ class Feed:
             if event.symbol in self.mark_topics:
                 self.store_mark(event)
             else:
-                self.bad(item.stream, f"mark of {event.symbol[:40]!r}, not one of feed.symbols",
-                         item.data)  # fmt: skip
+                self.bad(
+                    item.stream,
+                    f"mark of {event.symbol[:40]!r}, not one of feed.symbols",
+                    item.data,
+                )
         elif isinstance(event, b.KlineUpdate) and event.kline.is_closed:
             k = event.kline
             if k.symbol not in self.kline_topics or not is_feed_bar(k):
@@ -193,13 +210,23 @@ class Feed:
         for reason in frame.rejected:  # its other marks still count
             self.bad("!markPrice@arr", reason)
         topics = self.mark_topics
-        entries = [bus.MarkEntry(m.symbol, m.mark_price, m.index_price, m.funding_rate,
-                                 m.next_funding_time_ms, m.time_ms)
-                   for m in frame.ticks if m.symbol in topics]  # fmt: skip
+        entries = [
+            bus.MarkEntry(
+                m.symbol,
+                m.mark_price,
+                m.index_price,
+                m.funding_rate,
+                m.next_funding_time_ms,
+                m.time_ms,
+            )
+            for m in frame.ticks
+            if m.symbol in topics
+        ]
         if not entries:
             return
-        self.writer.set_marks([e.symbol for e in entries], [e.price for e in entries],
-                              [e.ts_ms for e in entries])  # fmt: skip
+        self.writer.set_marks(
+            [e.symbol for e in entries], [e.price for e in entries], [e.ts_ms for e in entries]
+        )
         set_latest = self.mirror.set_latest
         marks = bus.Marks(ts_ms=frame.time_ms, marks=tuple(entries))
         seq = self.pub.publish(bus.MARKS_TOPIC, marks)
@@ -213,8 +240,10 @@ class Feed:
         price that is not finite and positive (REST replies are not checked on decoding) is
         counted bad and dropped."""
         if not b.is_price(mark.mark_price):
-            self.bad("mark", f"mark price {mark.mark_price} of {mark.symbol[:40]!r} is not "
-                     "finite and positive")  # fmt: skip
+            self.bad(
+                "mark",
+                f"mark price {mark.mark_price} of {mark.symbol[:40]!r} is not finite and positive",
+            )
             return
         payload = bus_mark(mark)
         self.writer.set_mark(mark.symbol, payload.price, mark.time_ms)
@@ -245,12 +274,18 @@ class Feed:
             self.mirror.replace_orders({})  # publish() sets the open ones again
             self.publish(messages)
         self.progress["reconcile"] = time.monotonic_ns()
-        self.log.info("account_resynced", positions=sum(1 for p in positions if p.amount),
-                      open_orders=len(self.account.orders))  # fmt: skip
+        self.log.info(
+            "account_resynced",
+            positions=sum(1 for p in positions if p.amount),
+            open_orders=len(self.account.orders),
+        )
 
 
-async def consume(get: Callable[[], Awaitable[StreamItem]],
-                  handle: Callable[[StreamItem], Awaitable[None]], feed: Feed) -> None:  # fmt: skip
+async def consume(
+    get: Callable[[], Awaitable[StreamItem]],
+    handle: Callable[[StreamItem], Awaitable[None]],
+    feed: Feed,
+) -> None:
     """Hand every item of a stream to `handle`; a failing item is logged and skipped."""
     while True:
         item = await get()
@@ -264,22 +299,33 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, _stop: asyn
     """Run the feed until cancelled."""
     f = cfg.feed
     url = redis_url(cfg.redis.url, cfg.redis.private_port)
-    async with Cache(url, instance, cfg.redis.socket_timeout_s) as cache, ExchangeClient(
-        cfg.exchange, cache, logger=logger
-    ) as client:  # fmt: skip
+    async with (
+        Cache(url, instance, cfg.redis.socket_timeout_s) as cache,
+        ExchangeClient(cfg.exchange, cache, logger=logger) as client,
+    ):
         writer = KlineWriter.open(instance, f.symbols, f.window_bars)
         heartbeat = HeartbeatWriter(instance, PROCESS)
         tasks: list[asyncio.Task[None]] = []
         try:
             with Publisher(f.bus_endpoint or bus_endpoint(instance, PROCESS), PROCESS) as pub:
                 feed = Feed(cfg, client, writer, pub, logger)
-                logger.info("feed_started", instance=instance, symbols=len(f.symbols),
-                            continued=not writer.is_new, endpoint=pub.endpoint)  # fmt: skip
+                logger.info(
+                    "feed_started",
+                    instance=instance,
+                    symbols=len(f.symbols),
+                    continued=not writer.is_new,
+                    endpoint=pub.endpoint,
+                )
                 spawn = asyncio.get_running_loop().create_task
-                tasks += [spawn(run_heartbeat(heartbeat, f.heartbeat_interval_s,
-                                              lambda: dict(feed.progress))),
-                          spawn(publish_heartbeats(feed, cache, PROCESS)),
-                          spawn(flush_cache(feed, cache))]  # fmt: skip
+                tasks += [
+                    spawn(
+                        run_heartbeat(
+                            heartbeat, f.heartbeat_interval_s, lambda: dict(feed.progress)
+                        )
+                    ),
+                    spawn(publish_heartbeats(feed, cache, PROCESS)),
+                    spawn(flush_cache(feed, cache)),
+                ]
                 names = [f"{s.lower()}@kline_1m" for s in f.symbols]
                 if f.mark_stream == "all":
                     names.append(MARK_ALL_STREAM)
@@ -300,9 +346,12 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, _stop: asyn
                         logger.info("feed_polling_rest", interval_s=f.rest_poll_interval_s)
                         tasks.append(spawn(poll_rest(feed)))
                     feed.user = UserDataStream(
-                        cfg.exchange.ws_url, client.listen_key_create,
-                        client.listen_key_keepalive, feed.resync, cfg.streams,
-                    )  # fmt: skip
+                        cfg.exchange.ws_url,
+                        client.listen_key_create,
+                        client.listen_key_keepalive,
+                        feed.resync,
+                        cfg.streams,
+                    )
                     async with feed.user:
                         tasks.append(spawn(consume(feed.user.get, feed.on_user, feed)))
                         await wait_tasks(tasks)

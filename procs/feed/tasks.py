@@ -63,19 +63,25 @@ def log_feed_stats(feed: FeedHost) -> None:
     """Log `feed_stats`: the stream connections' counters summed, and the feed's own."""
     parts = [c.stats() for c in (feed.pool, feed.user) if c is not None]
     feed.log.info(
-        "feed_stats", connected=sum(p.connected for p in parts),
-        streams=sum(p.streams for p in parts), reconnects=sum(p.reconnects for p in parts),
-        queue_depth=sum(p.queue_depth for p in parts), drops=sum(p.drops for p in parts),
+        "feed_stats",
+        connected=sum(p.connected for p in parts),
+        streams=sum(p.streams for p in parts),
+        reconnects=sum(p.reconnects for p in parts),
+        queue_depth=sum(p.queue_depth for p in parts),
+        drops=sum(p.drops for p in parts),
         bad_messages=feed.bad_messages + sum(p.bad_messages for p in parts),
         open_klines_dropped=sum(p.open_klines_dropped for p in parts),
-        backfills=feed.backfills, rest_fallbacks=feed.rest_fallbacks,
-        backfill_failures=feed.backfill_failures, redis_failures=feed.redis_failures,
+        backfills=feed.backfills,
+        rest_fallbacks=feed.rest_fallbacks,
+        backfill_failures=feed.backfill_failures,
+        redis_failures=feed.redis_failures,
         published=feed.pub.published,
-    )  # fmt: skip
+    )
 
 
-async def backfill_klines(feed: FeedHost, symbol: str, reason: str,
-                          page: int = MAX_KLINES_PER_REQUEST) -> bool:  # fmt: skip
+async def backfill_klines(
+    feed: FeedHost, symbol: str, reason: str, page: int = MAX_KLINES_PER_REQUEST
+) -> bool:
     """Store the closed bars missing after the last stored one (none stored: the last
     `backfill_bars`) over REST, `page` rows per request; return False (logged, counted)
     when REST failed."""
@@ -88,8 +94,9 @@ async def backfill_klines(feed: FeedHost, symbol: str, reason: str,
                 rows = await feed.client.klines(symbol, INTERVAL, limit=count + 1)
                 new = closed_new_klines(rows, None)[-count:]
             else:
-                rows = await feed.client.klines(symbol, INTERVAL, backfill_start_ms(last),
-                                                limit=page)  # fmt: skip
+                rows = await feed.client.klines(
+                    symbol, INTERVAL, backfill_start_ms(last), limit=page
+                )
                 new = closed_new_klines(rows, last)
             bars += sum(feed.store_kline(k) for k in new)
             reached = feed.writer.last_open_time_ms(symbol)
@@ -98,8 +105,7 @@ async def backfill_klines(feed: FeedHost, symbol: str, reason: str,
             last = reached
     except ExchangeError as e:
         feed.backfill_failures += 1
-        feed.warn("backfill", "backfill_failed", symbol=symbol, reason=reason,
-                  error=str(e)[:200])  # fmt: skip
+        feed.warn("backfill", "backfill_failed", symbol=symbol, reason=reason, error=str(e)[:200])
         return False
     if reason == "poll":  # DISABLE_WEBSOCKET: every poll, not an event worth a line
         feed.log.debug("klines_polled", symbol=symbol, bars=bars)
@@ -119,8 +125,9 @@ async def flush_cache(feed: FeedHost, cache: Cache) -> None:
         if batch.is_empty:
             continue
         try:
-            await cache.write_feed(batch.is_full, batch.latest, batch.seqs, batch.orders,
-                                   batch.removed_orders)  # fmt: skip
+            await cache.write_feed(
+                batch.is_full, batch.latest, batch.seqs, batch.orders, batch.removed_orders
+            )
         except CacheUnavailableError as e:
             feed.mirror.failed()
             feed.redis_failures += 1
@@ -141,8 +148,9 @@ async def publish_heartbeats(feed: FeedHost, cache: Cache, process: str) -> None
     next_stats_s = time.monotonic() + f.stats_interval_s
     while True:
         await asyncio.sleep(f.heartbeat_interval_s)
-        beat = bus.BusHeartbeat(ts_ms=time.time_ns() // 1_000_000, pid=os.getpid(),
-                                published=feed.pub.published)  # fmt: skip
+        beat = bus.BusHeartbeat(
+            ts_ms=time.time_ns() // 1_000_000, pid=os.getpid(), published=feed.pub.published
+        )
         seq = feed.pub.publish(bus.heartbeat_topic(process), beat)
         beat = msgspec.structs.replace(beat, source=process, seq=seq)  # as published
         try:  # stale after 3 intervals (rule 8); a dead Redis is reported by flush_cache

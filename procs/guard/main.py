@@ -106,8 +106,11 @@ class Sources:
             beats = self.beats.read()
         except ShmError:
             return
-        for name, attr in (("feed", "feed_last_ms"), ("trader", "trader_last_ms"),
-                           ("watchdog", "watchdog_last_ms")):  # fmt: skip
+        for name, attr in (
+            ("feed", "feed_last_ms"),
+            ("trader", "trader_last_ms"),
+            ("watchdog", "watchdog_last_ms"),
+        ):
             beat = beats.get(name)
             if beat is not None and beat.monotonic_ns > 0:
                 seen = beat.monotonic_ns // 1_000_000
@@ -164,8 +167,10 @@ class Sources:
         age_s = (now_ms - self.watchdog_last_ms) / 1000
         if age_s > WATCHDOG_SILENT_INTERVALS * self.cfg.watchdog.heartbeat_interval_s:
             await self.guard.alerter.send(
-                "watchdog_silent", f"the watchdog has not beaten for {age_s:.1f} s; hung "
-                "programs are not restarted until it is back")  # fmt: skip
+                "watchdog_silent",
+                f"the watchdog has not beaten for {age_s:.1f} s; hung "
+                "programs are not restarted until it is back",
+            )
 
     async def rest_poll(self) -> None:
         """While in REST mode: marks of the open positions over REST (weight 1 each)."""
@@ -219,8 +224,13 @@ async def reconcile_loop(guard: Guard, cfg: Config, logger: log.EventLogger) -> 
         )
 
 
-async def user_events(guard: Guard, stream: UserDataStream, logger: log.EventLogger,
-                      pending: set[str], wake: asyncio.Event) -> None:  # fmt: skip
+async def user_events(
+    guard: Guard,
+    stream: UserDataStream,
+    logger: log.EventLogger,
+    pending: set[str],
+    wake: asyncio.Event,
+) -> None:
     """React to fills, closes, cancelled stops and margin calls at once: reconcile the symbol
     concerned (a margin call is also alerted, and its mark judged by the exit rules)."""
     while True:
@@ -236,17 +246,21 @@ async def user_events(guard: Guard, stream: UserDataStream, logger: log.EventLog
             continue
         if isinstance(event, b.AccountUpdate):
             for p in event.positions:  # a fill: the resting stop first, the REST check next
-                await guard.protect_fill(p.symbol, p.amount, p.entry_price,
-                                         event.transaction_time_ms)  # fmt: skip
+                await guard.protect_fill(
+                    p.symbol, p.amount, p.entry_price, event.transaction_time_ms
+                )
                 pending.add(p.symbol)
         elif isinstance(event, (b.OrderUpdate, b.AlgoUpdate)):
             pending.add(event.symbol)
         elif isinstance(event, b.MarginCall):
             for m in event.positions:  # liquidation is near: say so, and judge it now
                 await guard.alerter.send(
-                    "margin_call", f"margin call on {m.symbol}: position {m.amount} at mark "
+                    "margin_call",
+                    f"margin call on {m.symbol}: position {m.amount} at mark "
                     f"{m.mark_price}, maintenance margin {m.maintenance_margin}, unrealized "
-                    f"{m.unrealized_pnl}; liquidation is near", m.symbol)  # fmt: skip
+                    f"{m.unrealized_pnl}; liquidation is near",
+                    m.symbol,
+                )
                 await guard.on_mark(m.symbol, m.mark_price, event.event_time_ms)
                 pending.add(m.symbol)
         wake.set()

@@ -48,8 +48,9 @@ class Safety:
     is_rest_mode: bool
     stats: dict[str, int]
 
-    async def reconcile(self, symbol: str | None = None,
-                        margins: dict[str, Decimal] | None = None) -> None:  # fmt: skip
+    async def reconcile(
+        self, symbol: str | None = None, margins: dict[str, Decimal] | None = None
+    ) -> None:
         raise NotImplementedError
 
     # ---- kill switch, silence, halt -----------------------------------------------------------

@@ -110,8 +110,9 @@ class Guard(Safety):
         if not b.is_price(price):
             should_log, suppressed = self._bad_mark_throttle.allow(time.monotonic())
             if should_log:
-                self.log.warning("bad_mark", symbol=symbol[:40], price=str(price)[:40],
-                                 suppressed=suppressed)  # fmt: skip
+                self.log.warning(
+                    "bad_mark", symbol=symbol[:40], price=str(price)[:40], suppressed=suppressed
+                )
             return False
         last = self.marks.get(symbol)
         if last is not None and event_ms <= last[1]:
@@ -438,10 +439,18 @@ class Guard(Safety):
         is_long = holding.quantity > 0
         side = closing_side(holding.quantity)
         for r in resting:
-            if (r.symbol == s and r.is_close_position and r.side == side
-                    and r.order_type == "STOP_MARKET" and is_ours(r.client_algo_id)):  # fmt: skip
-                tighter = r.trigger_price > track.stop_price if is_long else (
-                    r.trigger_price < track.stop_price)  # fmt: skip
+            if (
+                r.symbol == s
+                and r.is_close_position
+                and r.side == side
+                and r.order_type == "STOP_MARKET"
+                and is_ours(r.client_algo_id)
+            ):
+                tighter = (
+                    r.trigger_price > track.stop_price
+                    if is_long
+                    else (r.trigger_price < track.stop_price)
+                )
                 if tighter:
                     track = dataclasses.replace(track, stop_price=r.trigger_price)
         self.tracks[s] = track

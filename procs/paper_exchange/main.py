@@ -54,8 +54,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def flag_overlay(args: argparse.Namespace) -> dict[str, Any]:
     """Return the config overlay the command-line flags make."""
-    flags = {"port": args.port, "host": args.host, "data_dir": args.data, "speed": args.speed,
-             "state_path": args.state}  # fmt: skip
+    flags = {
+        "port": args.port,
+        "host": args.host,
+        "data_dir": args.data,
+        "speed": args.speed,
+        "state_path": args.state,
+    }
     return {"paper_exchange": {k: v for k, v in flags.items() if v is not None}}
 
 

@@ -54,8 +54,16 @@ from procs.paper_exchange.web.ws import StreamHub, add_ws_routes
 from shared import log
 from shared.config import PaperExchangeConfig
 
-__all__ = ["DataError", "Faults", "InstanceError", "PaperExchange", "StateError", "build_app",
-           "open_paper_exchange", "run_paper_exchange"]  # fmt: skip
+__all__ = [
+    "DataError",
+    "Faults",
+    "InstanceError",
+    "PaperExchange",
+    "StateError",
+    "build_app",
+    "open_paper_exchange",
+    "run_paper_exchange",
+]
 
 _log = log.get("paper_exchange")
 
@@ -105,8 +113,9 @@ class PaperExchange:
         self.epoch_ms = epoch_ms
         self.last_step_ms = last_step_ms  # the last step boundary the engine has ticked
         self._real_time = real_time
-        limits = rate_limits_body(cfg.request_weight_limit_1m, cfg.order_limit_1m,
-                                  cfg.order_limit_10s)  # fmt: skip
+        limits = rate_limits_body(
+            cfg.request_weight_limit_1m, cfg.order_limit_1m, cfg.order_limit_10s
+        )
         self.public = PublicEndpoints(market, inputs.specs, limits)
         self.faults = Faults()
         self.hub = StreamHub(self)
@@ -153,8 +162,11 @@ class PaperExchange:
         cap_ms = int(self.cfg.max_catch_up_s * 1000)
         if target - self.last_step_ms > cap_ms:
             resume_ms = target - cap_ms - (target - cap_ms) % STEP_MS
-            _log.warning("catch_up_capped", behind_ms=target - self.last_step_ms,
-                         skipped_ms=resume_ms - self.last_step_ms)  # fmt: skip
+            _log.warning(
+                "catch_up_capped",
+                behind_ms=target - self.last_step_ms,
+                skipped_ms=resume_ms - self.last_step_ms,
+            )
             self.last_step_ms = resume_ms
         steps = 0
         while self.last_step_ms < target:
@@ -166,8 +178,9 @@ class PaperExchange:
             except Exception as e:  # recovery: log, count the step as done, go on
                 self._tick_failures += 1
                 if self._tick_failures <= 3 or self._tick_failures % 1000 == 0:
-                    _log.exception("tick_failed", step_ms=step_ms, failures=self._tick_failures,
-                                   error=repr(e))  # fmt: skip
+                    _log.exception(
+                        "tick_failed", step_ms=step_ms, failures=self._tick_failures, error=repr(e)
+                    )
             self.last_step_ms = step_ms
             steps += 1
             self.publish(step_ms)
@@ -254,10 +267,17 @@ class PaperExchange:
     def log_stats(self) -> None:
         """Log the periodic `paper_exchange_stats` line and reset the counters."""
         s = self.stats
-        _log.info("paper_exchange_stats", requests=s.requests, errors=s.errors, orders=s.orders,
-                  ws_connections=len(self.hub.connections), state_saves=s.state_saves,
-                  sim_time_ms=self.now_ms(), speed=self.clock.speed,
-                  is_paused=self.clock.is_paused)  # fmt: skip
+        _log.info(
+            "paper_exchange_stats",
+            requests=s.requests,
+            errors=s.errors,
+            orders=s.orders,
+            ws_connections=len(self.hub.connections),
+            state_saves=s.state_saves,
+            sim_time_ms=self.now_ms(),
+            speed=self.clock.speed,
+            is_paused=self.clock.is_paused,
+        )
         self.stats = Stats()
 
 
@@ -306,8 +326,9 @@ def open_paper_exchange(
         raise StateError(
             f"paper state {inputs.state_path}: cannot be restored ({type(e).__name__}: {e})"
         ) from None
-    px = PaperExchange(cfg, clock, market, engine, listen_keys, inputs, epoch_ms, last_step_ms,
-                       real_time)  # fmt: skip
+    px = PaperExchange(
+        cfg, clock, market, engine, listen_keys, inputs, epoch_ms, last_step_ms, real_time
+    )
     return px, state is None
 
 
@@ -381,10 +402,20 @@ async def run_paper_exchange(cfg: PaperExchangeConfig, stop: asyncio.Event) -> N
             if is_new:
                 _log.info("state_created", path=px.state_path, sim_time_ms=px.now_ms())
             else:
-                _log.info("state_loaded", path=px.state_path, sim_time_ms=px.now_ms(),
-                          behind_ms=px.now_ms() - px.last_step_ms)  # fmt: skip
-            _log.info("paper_exchange_started", host=cfg.host, port=cfg.port, speed=px.clock.speed,
-                      symbols=",".join(cfg.symbols), is_paused=px.clock.is_paused)  # fmt: skip
+                _log.info(
+                    "state_loaded",
+                    path=px.state_path,
+                    sim_time_ms=px.now_ms(),
+                    behind_ms=px.now_ms() - px.last_step_ms,
+                )
+            _log.info(
+                "paper_exchange_started",
+                host=cfg.host,
+                port=cfg.port,
+                speed=px.clock.speed,
+                symbols=",".join(cfg.symbols),
+                is_paused=px.clock.is_paused,
+            )
             steps = asyncio.create_task(run_steps(px))
             try:
                 await stop.wait()

@@ -123,8 +123,9 @@ async def fetch_fills(client: ExchangeClient, trades: Sequence[TradeRecord]) -> 
     return fills
 
 
-async def make_report(day: str, cfg: Config, db: Database, cache: Cache | None,
-                      client: ExchangeClient | None) -> tuple[rp.DailyReport, str]:  # fmt: skip
+async def make_report(
+    day: str, cfg: Config, db: Database, cache: Cache | None, client: ExchangeClient | None
+) -> tuple[rp.DailyReport, str]:
     """Build the report of a UTC day, store it (PostgreSQL and an HTML file), return it and its
     text.
 
@@ -152,13 +153,15 @@ async def make_report(day: str, cfg: Config, db: Database, cache: Cache | None,
             fills = await fetch_fills(client, trades)
             audit = rp.ledger_audit(trades, income, fills)  # it audits the real trades only
             account = await client.account()
-            net_since = sum((t.net_pnl_usdt or Decimal(0) for t in since_start
-                             if not t.is_virtual), Decimal(0))  # fmt: skip
+            net_since = sum(
+                (t.net_pnl_usdt or Decimal(0) for t in since_start if not t.is_virtual), Decimal(0)
+            )
             start_equity = account.margin_balance_usdt - net_since
         except ExchangeError:
             pass  # the report says the audit was not checked
-    report = rp.build_daily_report(day, trades, alerts, champion[0] if champion else None,
-                                   start_equity, audit)  # fmt: skip
+    report = rp.build_daily_report(
+        day, trades, alerts, champion[0] if champion else None, start_equity, audit
+    )
     text = rp.render_text(report)
     await save_daily_report(db, day, _now_ms(), text, rp.report_json(report))
     path = Path(cfg.run.dir) / "reports" / f"{day}.html"
@@ -169,9 +172,16 @@ async def make_report(day: str, cfg: Config, db: Database, cache: Cache | None,
 class Reporter:
     """The reporter's loops (see the module docstring)."""
 
-    def __init__(self, cfg: Config, db: Database, cache: Cache, client: ExchangeClient,
-                 notifier: Notifier, supervisor: SupervisorClient,
-                 logger: log.EventLogger) -> None:  # fmt: skip
+    def __init__(
+        self,
+        cfg: Config,
+        db: Database,
+        cache: Cache,
+        client: ExchangeClient,
+        notifier: Notifier,
+        supervisor: SupervisorClient,
+        logger: log.EventLogger,
+    ) -> None:
         self.cfg, self.db, self.cache, self.client = cfg, db, cache, client
         self.notifier, self.supervisor, self.log = notifier, supervisor, logger
         self.cursor_path = Path(cfg.run.dir) / "reporter" / "cursor.json"
@@ -194,8 +204,7 @@ class Reporter:
         """Return the status, collected at most once a second."""
         now = time.monotonic()
         if self._snapshot is None or now - self._snapshot[0] > SNAPSHOT_TTL_S:
-            snap = await collect_status(self.cfg, self.supervisor, self.client, self.db,
-                                        self.cache)  # fmt: skip
+            snap = await collect_status(self.cfg, self.supervisor, self.client, self.db, self.cache)
             self._snapshot = (now, snap)
         return self._snapshot[1]
 
@@ -208,12 +217,17 @@ class Reporter:
             due = now % DAY_MS >= rep.report_hour_utc * 3_600_000
             try:
                 if due and not await has_daily_report(self.db, yesterday):
-                    report, text = await make_report(yesterday, self.cfg, self.db, self.cache,
-                                                     self.client)  # fmt: skip
+                    report, text = await make_report(
+                        yesterday, self.cfg, self.db, self.cache, self.client
+                    )
                     self.notifier.notify("daily_report", text)
-                    self.log.info("daily_report_made", day=yesterday, trades=report.trades,
-                                  net_pnl=report.net_pnl_usdt,
-                                  audit_differences=len(report.audit.differences))  # fmt: skip
+                    self.log.info(
+                        "daily_report_made",
+                        day=yesterday,
+                        trades=report.trades,
+                        net_pnl=report.net_pnl_usdt,
+                        audit_differences=len(report.audit.differences),
+                    )
                 self.progress["report"] = time.monotonic_ns()
             except DatabaseError as e:
                 self.log.warning("daily_report_failed", day=yesterday, error=str(e)[:300])
@@ -241,8 +255,10 @@ class Reporter:
         if self.known_stops is not None:
             for cid in stops.keys() - self.known_stops:
                 o = stops[cid]
-                self.notifier.notify("stop_placed", f"stop placed: {o.symbol} {o.side} "
-                                     f"{o.order_type}, trigger {o.price} ({cid})")  # fmt: skip
+                self.notifier.notify(
+                    "stop_placed",
+                    f"stop placed: {o.symbol} {o.side} {o.order_type}, trigger {o.price} ({cid})",
+                )
         self.known_stops = set(stops)
 
     async def events(self) -> None:
@@ -253,8 +269,9 @@ class Reporter:
         while True:
             await asyncio.sleep(self.cfg.reporter.poll_interval_s)
             with contextlib.suppress(CacheUnavailableError):
-                for entry_id, raw in await self.cache.read_alerts_after(self.cursor.alert_id,
-                                                                        ALERT_BATCH):  # fmt: skip
+                for entry_id, raw in await self.cache.read_alerts_after(
+                    self.cursor.alert_id, ALERT_BATCH
+                ):
                     self.cursor.alert_id = entry_id
                     try:
                         alert = g.decode_alert(raw)
@@ -292,16 +309,22 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, stop: async
     runner: web.AppRunner | None = None
     db: Database | None = None
     try:
-        db = await connect_until_up(postgres_dsn(cfg), cfg.postgres.command_timeout_s, logger,
-                                    RETRY_S)  # fmt: skip
-        async with ExchangeClient(cfg.exchange, cache, logger=logger) as client, \
-                Notifier(rep, logger) as notifier:  # fmt: skip
+        db = await connect_until_up(
+            postgres_dsn(cfg), cfg.postgres.command_timeout_s, logger, RETRY_S
+        )
+        async with (
+            ExchangeClient(cfg.exchange, cache, logger=logger) as client,
+            Notifier(rep, logger) as notifier,
+        ):
             reporter = Reporter(cfg, db, cache, client, notifier, supervisor, logger)
             reporter.progress = progress
             runner = await start_status_site(make_app(reporter.snapshot, rep), rep.host, rep.port)
-            logger.info("reporter_started", status_url=f"http://{rep.host}:{rep.port}/",
-                        telegram=bool(rep.telegram_chat_id and rep.telegram_bot_token),
-                        discord=bool(rep.discord_webhook_url))  # fmt: skip
+            logger.info(
+                "reporter_started",
+                status_url=f"http://{rep.host}:{rep.port}/",
+                telegram=bool(rep.telegram_chat_id and rep.telegram_bot_token),
+                discord=bool(rep.discord_webhook_url),
+            )
             spawn = asyncio.get_running_loop().create_task
             tasks += [
                 beating,  # a heartbeat that dies must end the process, not leave it unwatched

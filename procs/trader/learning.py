@@ -59,8 +59,9 @@ class ModelHolder:
         """Load the last champion kept on disk; False when there is none or it is unusable."""
         try:
             blob = (self.dir / "champion.ubj").read_bytes()
-            record = msgspec.json.decode((self.dir / "champion.json").read_bytes(),
-                                         type=r.ModelVersionRecord)  # fmt: skip
+            record = msgspec.json.decode(
+                (self.dir / "champion.json").read_bytes(), type=r.ModelVersionRecord
+            )
             self.current = Model.from_blob(blob, meta_of(record), record.version)
         except (OSError, ValueError, msgspec.DecodeError) as e:
             self.log.info("model_file_unusable", error=str(e)[:200])
@@ -74,8 +75,9 @@ class ModelHolder:
         self.current = model
         save_atomically(self.dir / "champion.ubj", blob)
         save_atomically(self.dir / "champion.json", msgspec.json.encode(record))
-        self.log.info("model_swapped", version=record.version, auc=record.auc,
-                      log_loss=record.log_loss)  # fmt: skip
+        self.log.info(
+            "model_swapped", version=record.version, auc=record.auc, log_loss=record.log_loss
+        )
 
     async def refresh(self, db: Database) -> bool:
         """Load the promoted model if it is not the one in use; True when it swapped."""
@@ -101,15 +103,20 @@ class Outcome:
     detail: str
 
 
-def train_job(histories: dict[str, npt.NDArray[np.float64]], trades_msgpack: list[bytes],
-              model_cfg: dict[str, Any], champion_blob: bytes,
-              champion_meta_json: bytes) -> Outcome:  # fmt: skip
+def train_job(
+    histories: dict[str, npt.NDArray[np.float64]],
+    trades_msgpack: list[bytes],
+    model_cfg: dict[str, Any],
+    champion_blob: bytes,
+    champion_meta_json: bytes,
+) -> Outcome:
     """Train a challenger on klines + closed trades and judge it against the champion on the
     same held-out rows. Runs in the worker process; pure CPU, no I/O. Raises ValueError for too
     little data."""
     cfg = ModelConfig(**model_cfg)
-    ds = build_dataset(histories, cfg.take_profit_pct, cfg.stop_loss_pct, cfg.horizon_bars,
-                       cfg.stride_bars)  # fmt: skip
+    ds = build_dataset(
+        histories, cfg.take_profit_pct, cfg.stop_loss_pct, cfg.horizon_bars, cfg.stride_bars
+    )
     trades = [r.decode_record(t) for t in trades_msgpack]
     ds = concat(ds, trade_samples([t for t in trades if isinstance(t, r.TradeRecord)], ds))
     champion = None
@@ -117,9 +124,15 @@ def train_job(histories: dict[str, npt.NDArray[np.float64]], trades_msgpack: lis
         champion = Model.from_blob(
             champion_blob, msgspec.json.decode(champion_meta_json, type=ModelMeta)
         )
-    trained, is_promoted, detail = challenge(champion, ds, TrainParams(nthread=cfg.threads),
-                                             cfg.seed, cfg.holdout_fraction,
-                                             cfg.min_improvement, cfg.auc_tolerance)  # fmt: skip
+    trained, is_promoted, detail = challenge(
+        champion,
+        ds,
+        TrainParams(nthread=cfg.threads),
+        cfg.seed,
+        cfg.holdout_fraction,
+        cfg.min_improvement,
+        cfg.auc_tolerance,
+    )
     return Outcome(trained.blob, msgspec.json.encode(trained.meta), is_promoted, detail)
 
 
@@ -138,9 +151,14 @@ class Retrainer:
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
-    async def train(self, db: Database, holder: ModelHolder,
-                    histories: dict[str, npt.NDArray[np.float64]],
-                    trades: list[r.TradeRecord], reason: str) -> Outcome:  # fmt: skip
+    async def train(
+        self,
+        db: Database,
+        holder: ModelHolder,
+        histories: dict[str, npt.NDArray[np.float64]],
+        trades: list[r.TradeRecord],
+        reason: str,
+    ) -> Outcome:
         """Train in the worker, save the challenger, record the decision, promote if better.
 
         Raises ValueError (too little data) and DatabaseUnavailableError (the verdict is then
@@ -155,9 +173,14 @@ class Retrainer:
             meta_json = msgspec.json.encode(champion.meta)
         try:
             outcome = await asyncio.get_running_loop().run_in_executor(
-                self.pool, train_job, histories, [r.encode_record(t) for t in trades],
-                dataclasses.asdict(self.cfg), blob, meta_json,
-            )  # fmt: skip
+                self.pool,
+                train_job,
+                histories,
+                [r.encode_record(t) for t in trades],
+                dataclasses.asdict(self.cfg),
+                blob,
+                meta_json,
+            )
         finally:
             self.is_running = False
         self.trainings += 1
@@ -168,16 +191,26 @@ class Retrainer:
         if outcome.is_promoted:
             await db.promote(version, f"{reason}: {outcome.detail}", now)
         else:
-            await db.write(r.PromotionDecision(
-                decided_ms=now, challenger_version=version,
-                champion_version=champion.version if champion else None, is_promoted=False,
-                detail=f"{reason}: {outcome.detail}"))  # fmt: skip
-        self.log.info("challenger_trained", version=version, promoted=outcome.is_promoted,
-                      reason=reason, auc=round(meta.metrics.auc, 4),
-                      log_loss=round(meta.metrics.log_loss, 5),
-                      samples=meta.metrics.train_samples + meta.metrics.holdout_samples,
-                      seconds=round(time.monotonic() - started, 1),
-                      detail=outcome.detail)  # fmt: skip
+            await db.write(
+                r.PromotionDecision(
+                    decided_ms=now,
+                    challenger_version=version,
+                    champion_version=champion.version if champion else None,
+                    is_promoted=False,
+                    detail=f"{reason}: {outcome.detail}",
+                )
+            )
+        self.log.info(
+            "challenger_trained",
+            version=version,
+            promoted=outcome.is_promoted,
+            reason=reason,
+            auc=round(meta.metrics.auc, 4),
+            log_loss=round(meta.metrics.log_loss, 5),
+            samples=meta.metrics.train_samples + meta.metrics.holdout_samples,
+            seconds=round(time.monotonic() - started, 1),
+            detail=outcome.detail,
+        )
         if outcome.is_promoted:
             await holder.refresh(db)
         return outcome

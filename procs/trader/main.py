@@ -51,8 +51,15 @@ DRAIN_MAX = 10_000  # bus messages taken per wake-up
 class Loops:
     """The trader's concurrent tasks."""
 
-    def __init__(self, trader: Trader, db: Database, retrainer: Retrainer, instance: str,
-                 cfg: Config, logger: log.EventLogger) -> None:  # fmt: skip
+    def __init__(
+        self,
+        trader: Trader,
+        db: Database,
+        retrainer: Retrainer,
+        instance: str,
+        cfg: Config,
+        logger: log.EventLogger,
+    ) -> None:
         self.trader, self.db, self.retrainer = trader, db, retrainer
         self.instance, self.cfg, self.log = instance, cfg, logger
         self.trained_at_closed = 0
@@ -169,10 +176,16 @@ class Loops:
         t = self.trader
         while True:
             await asyncio.sleep(STATS_INTERVAL_S)
-            self.log.info("trader_stats", open_trades=len(t.open_trades),
-                          virtual=len(t.virtuals), closed_trades=t.closed_trades,
-                          model_version=t.models.version, outbox=await t.recorder.pending(),
-                          last_latency_ms=t.last_latency_ms, **t.stats)  # fmt: skip
+            self.log.info(
+                "trader_stats",
+                open_trades=len(t.open_trades),
+                virtual=len(t.virtuals),
+                closed_trades=t.closed_trades,
+                model_version=t.models.version,
+                outbox=await t.recorder.pending(),
+                last_latency_ms=t.last_latency_ms,
+                **t.stats,
+            )
 
 
 async def serve(cfg: Config, instance: str, logger: log.EventLogger, stop: asyncio.Event) -> None:
@@ -214,9 +227,13 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, stop: async
                 models.load_file()  # PostgreSQL knows no champion: the last one kept on disk
             gc.collect()
             gc.freeze()  # the start-up heap (model, libraries) is never scanned again: shorter GC
-            logger.info("trader_started", instance=instance, symbols=len(trader.symbols),
-                        model_version=models.version,
-                        open_trades=len(trader.open_trades))  # fmt: skip
+            logger.info(
+                "trader_started",
+                instance=instance,
+                symbols=len(trader.symbols),
+                model_version=models.version,
+                open_trades=len(trader.open_trades),
+            )
             spawn = asyncio.get_running_loop().create_task
             tasks += [
                 beating,  # a heartbeat that dies must end the process, not leave it unwatched

@@ -128,16 +128,21 @@ class Recorder:
             length, crc = _FRAME.unpack(header) if len(header) == _FRAME.size else (-1, 0)
             payload = data[offset + _FRAME.size : offset + _FRAME.size + length]
             if length < 0 or len(payload) != length or zlib.crc32(payload) != crc:
-                self.log.warning("bad_message", source="journal", reason="torn frame",
-                                 data=data[offset : offset + 200].hex())  # fmt: skip
+                self.log.warning(
+                    "bad_message",
+                    source="journal",
+                    reason="torn frame",
+                    data=data[offset : offset + 200].hex(),
+                )
                 # Cut it off, or the next append would land behind it and be unreadable.
                 save_atomically(self.journal_path, data[:offset])
                 break
             try:
                 records.append(decode_record(payload))
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
-                self.log.warning("bad_message", source="journal", reason=str(e),
-                                 data=payload[:200].hex())  # fmt: skip
+                self.log.warning(
+                    "bad_message", source="journal", reason=str(e), data=payload[:200].hex()
+                )
             offset += _FRAME.size + length
         return records
 
@@ -204,8 +209,9 @@ class Recorder:
             self._append_journal(record)
             self._journaled += 1
         except OSError as e:
-            self.log.error("record_lost", kind=type(record).__name__, key=_record_key(record),
-                           error=str(e))  # fmt: skip
+            self.log.error(
+                "record_lost", kind=type(record).__name__, key=_record_key(record), error=str(e)
+            )
 
     async def pending(self) -> int:
         """Return how many records wait in the stream and the journal (the stream's last known
@@ -251,8 +257,9 @@ class Recorder:
         try:
             await self.db.write(record)
         except DatabaseRejectedError as e:
-            self.log.error("record_rejected", kind=type(record).__name__, key=_record_key(record),
-                           error=str(e))  # fmt: skip
+            self.log.error(
+                "record_rejected", kind=type(record).__name__, key=_record_key(record), error=str(e)
+            )
 
     async def _drain_stream(self) -> int:
         written = 0
@@ -261,8 +268,9 @@ class Recorder:
                 try:
                     record = decode_record(payload)
                 except (msgspec.DecodeError, msgspec.ValidationError) as e:
-                    self.log.warning("bad_message", source="outbox", reason=str(e),
-                                     data=payload[:200].hex())  # fmt: skip
+                    self.log.warning(
+                        "bad_message", source="outbox", reason=str(e), data=payload[:200].hex()
+                    )
                 else:
                     await self._write_queued(record)
                     if self._after_write is not None:

@@ -69,8 +69,9 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def read_windows(reader: KlineReader, symbols: tuple[str, ...],
-                 minute_ms: int) -> tuple[list[str], npt.NDArray[np.float64]]:  # fmt: skip
+def read_windows(
+    reader: KlineReader, symbols: tuple[str, ...], minute_ms: int
+) -> tuple[list[str], npt.NDArray[np.float64]]:
     """Return the symbols whose shm window ends with the bar opened at `minute_ms`, and those
     windows (n, WINDOW_BARS, 6), copied and validated (a torn or overwritten view is dropped).
     All symbols lined up in the segment (the usual case) are read as one block view."""
@@ -83,8 +84,7 @@ def read_windows(reader: KlineReader, symbols: tuple[str, ...],
         keep = [i for i, s in enumerate(symbols) if s not in stale]
         return [symbols[i] for i in keep], windows[keep]
     views = reader.views(symbols, fe.WINDOW_BARS)
-    ready = [v for v in views if len(v.rows) == fe.WINDOW_BARS
-             and int(v.rows[-1, 0]) == minute_ms]  # fmt: skip
+    ready = [v for v in views if len(v.rows) == fe.WINDOW_BARS and int(v.rows[-1, 0]) == minute_ms]
     if not ready:
         return [], np.empty((0, fe.WINDOW_BARS, 6))
     windows = np.stack([v.rows[:, :6] for v in ready])  # a copy: safe after validation
@@ -108,8 +108,7 @@ class MinuteScores:
         self.done: set[str] = set()
         self._chunks: list[tuple[list[str], npt.NDArray[np.float64], npt.NDArray[np.float64]]] = []
 
-    def add(self, reader: KlineReader, model: Model, minute_ms: int,
-            symbols: Iterable[str]) -> int:  # fmt: skip
+    def add(self, reader: KlineReader, model: Model, minute_ms: int, symbols: Iterable[str]) -> int:
         """Score those of `symbols` not scored yet whose shm window ends with the bar of
         `minute_ms`; return how many. A new minute or another model starts afresh. Raises
         ShmError when the segment is unreadable."""
@@ -178,22 +177,36 @@ class OpenTrade:
 class Trader:
     """Decisions, entries and the trades they lead to; see the module docstring."""
 
-    def __init__(self, cfg: Config, client: ExchangeClient, specs: dict[str, b.SymbolSpec],
-                 recorder: Recorder, cache: Cache, models: ModelHolder,
-                 logger: log.EventLogger) -> None:  # fmt: skip
+    def __init__(
+        self,
+        cfg: Config,
+        client: ExchangeClient,
+        specs: dict[str, b.SymbolSpec],
+        recorder: Recorder,
+        cache: Cache,
+        models: ModelHolder,
+        logger: log.EventLogger,
+    ) -> None:
         self.cfg, self.client, self.specs = cfg, client, specs
         self.recorder, self.cache, self.models = recorder, cache, models
         self.log = logger
         self.run_dir = Path(cfg.run.dir)
         # The guard's exit rules with the model's stop and take-profit distances: the plans of
         # entries and the virtual positions' exits.
-        self.exits_cfg = replace(cfg.exits, stop_loss_pct=cfg.model.stop_loss_pct,
-                                 take_profit_pct=cfg.model.take_profit_pct)  # fmt: skip
+        self.exits_cfg = replace(
+            cfg.exits,
+            stop_loss_pct=cfg.model.stop_loss_pct,
+            take_profit_pct=cfg.model.take_profit_pct,
+        )
         self.symbols = cfg.feed.symbols  # scored; entered only when listed (`specs`)
         unlisted = [s for s in self.symbols if s not in specs]
         if unlisted:
-            logger.warning("symbols_not_listed", symbols=",".join(unlisted[:10]),
-                           count=len(unlisted), note="scored, never entered")  # fmt: skip
+            logger.warning(
+                "symbols_not_listed",
+                symbols=",".join(unlisted[:10]),
+                count=len(unlisted),
+                note="scored, never entered",
+            )
         self.klines: KlineReader | None = None
         self.open_trades: dict[str, OpenTrade] = {}
         self.virtuals: OrderedDict[str, vt.VirtualPosition] = OrderedDict()
@@ -203,8 +216,15 @@ class Trader:
         self.last_minute_ms = 0
         self.scores = MinuteScores(self.symbols)  # the minute being scored, before its decision
         self.progress: dict[str, int] = {}
-        self.stats = {"decisions": 0, "entries": 0, "entry_failures": 0, "virtual_opened": 0,
-                      "virtual_closed": 0, "real_closed": 0, "skipped_halted": 0}  # fmt: skip
+        self.stats = {
+            "decisions": 0,
+            "entries": 0,
+            "entry_failures": 0,
+            "virtual_opened": 0,
+            "virtual_closed": 0,
+            "real_closed": 0,
+            "skipped_halted": 0,
+        }
         self.last_latency_ms: float | None = None
         self.equity_usdt: Decimal | None = None  # margin balance, refreshed every position check
         self.win_counts = (0, 0)  # (wins, closed) of the newest 200 closed trades
@@ -222,15 +242,19 @@ class Trader:
         if not symbols:
             return
         p_long, p_short, closes = scored[:, 0], scored[:, 1], scored[:, 2]
-        candidates = [c for c in candidates_from_probabilities(symbols, p_long, p_short, closes)
-                      if c.symbol in self.specs]  # fmt: skip
+        candidates = [
+            c
+            for c in candidates_from_probabilities(symbols, p_long, p_short, closes)
+            if c.symbol in self.specs
+        ]
         score_ms = (time.monotonic_ns() - started_ns) / 1e6 if started_ns is not None else None
         halt = load_halt(halt_path(self.run_dir))
         t = self.cfg.trader
         min_conf = t.relaxed_min_confidence if t.relaxed_signal_mode else t.min_confidence
         max_open = t.max_open_positions if t.enabled else 0
-        selection = select_entries(candidates, set(self.open_trades), max_open, min_conf,
-                                   halt.is_halted)  # fmt: skip
+        selection = select_entries(
+            candidates, set(self.open_trades), max_open, min_conf, halt.is_halted
+        )
         index = {s: i for i, s in enumerate(symbols)}
 
         def row(symbol: str) -> tuple[float, ...]:
@@ -266,8 +290,9 @@ class Trader:
             return 0
         return self.scores.add(self.klines, model, minute_ms, symbols)
 
-    def _open_virtual(self, c: Candidate, minute_ms: int, row: tuple[float, ...],
-                      version: int) -> None:  # fmt: skip
+    def _open_virtual(
+        self, c: Candidate, minute_ms: int, row: tuple[float, ...], version: int
+    ) -> None:
         """Follow an untaken signal with the guard's exit rules, at the minute's close, sized at
         a fixed notional (virtual PnL is a score, not money)."""
         sid = signal_id(c.symbol, minute_ms, c.side)
@@ -278,9 +303,20 @@ class Trader:
         qty = filters.floor_to_step(VIRTUAL_NOTIONAL_USDT / price, spec.market_step_size)
         if qty <= 0:
             return
-        pos = vt.open_virtual(sid, c.symbol, c.side, qty, price, minute_ms + 60_000,
-                              c.confidence, version, row, self.exits_cfg, spec.tick_size,
-                              plan=self._plan(c.side, price, spec))  # fmt: skip
+        pos = vt.open_virtual(
+            sid,
+            c.symbol,
+            c.side,
+            qty,
+            price,
+            minute_ms + 60_000,
+            c.confidence,
+            version,
+            row,
+            self.exits_cfg,
+            spec.tick_size,
+            plan=self._plan(c.side, price, spec),
+        )
         self.virtuals[sid] = pos
         while len(self.virtuals) > self.cfg.trader.max_virtual_positions:
             self.virtuals.popitem(last=False)
@@ -290,8 +326,14 @@ class Trader:
         """Return the stop and take-profit of an entry: the model's label distances, rounded to
         the tick toward the entry (shared/core/exits.default_plan)."""
         qty = Decimal(1) if side == "BUY" else Decimal(-1)
-        holding = ex.Holding(symbol=spec.symbol, quantity=qty, entry_price=entry, leverage=1,
-                             liquidation_price=Decimal(0), opened_ms=0)  # fmt: skip
+        holding = ex.Holding(
+            symbol=spec.symbol,
+            quantity=qty,
+            entry_price=entry,
+            leverage=1,
+            liquidation_price=Decimal(0),
+            opened_ms=0,
+        )
         return ex.default_plan(holding, self.exits_cfg, spec.tick_size)
 
     # ---- entries ------------------------------------------------------------------------------
@@ -306,19 +348,31 @@ class Trader:
         if self.equity_usdt is None:
             await self.refresh_account()
         equity = self.equity_usdt or Decimal(0)
-        open_margin = sum((o.quantity * o.entry_price / o.leverage
-                           for o in self.open_trades.values()), Decimal(0))  # fmt: skip
+        open_margin = sum(
+            (o.quantity * o.entry_price / o.leverage for o in self.open_trades.values()), Decimal(0)
+        )
         tiers = (await self._bracket(c.symbol)).brackets
         rate = sizing.win_rate(*self.win_counts)
-        leverage = sizing.leverage_for(rate, c.confidence, t.max_leverage, tiers[0].max_leverage,
-                                       self.cfg.model.stop_loss_pct,
-                                       float(tiers[0].maint_margin_rate))  # fmt: skip
+        leverage = sizing.leverage_for(
+            rate,
+            c.confidence,
+            t.max_leverage,
+            tiers[0].max_leverage,
+            self.cfg.model.stop_loss_pct,
+            float(tiers[0].maint_margin_rate),
+        )
         notional = sizing.position_notional_usdt(
-            equity, c.confidence, leverage, open_margin, t.base_margin_fraction,
-            t.max_position_fraction, t.max_total_fraction,
-        )  # fmt: skip
-        tier = next((x for x in tiers if x.notional_floor_usdt <= notional < x.notional_cap_usdt),
-                    tiers[-1])  # fmt: skip
+            equity,
+            c.confidence,
+            leverage,
+            open_margin,
+            t.base_margin_fraction,
+            t.max_position_fraction,
+            t.max_total_fraction,
+        )
+        tier = next(
+            (x for x in tiers if x.notional_floor_usdt <= notional < x.notional_cap_usdt), tiers[-1]
+        )
         if tier.max_leverage < leverage:  # a bigger position sits in a lower-leverage tier
             leverage = tier.max_leverage
             notional = min(notional, tier.notional_cap_usdt)
@@ -331,8 +385,9 @@ class Trader:
             await self.client.set_leverage(symbol, leverage)
             self.prepared[symbol] = leverage
 
-    async def enter(self, c: Candidate, minute_ms: int, row: tuple[float, ...],
-                    version: int) -> None:  # fmt: skip
+    async def enter(
+        self, c: Candidate, minute_ms: int, row: tuple[float, ...], version: int
+    ) -> None:
         """Open one position (see the module docstring for the order of the steps)."""
         sid = signal_id(c.symbol, minute_ms, c.side)
         cid = client_order_id(sid, "entry", 0)
@@ -345,14 +400,28 @@ class Trader:
             self.log.warning("entry_skipped", symbol=c.symbol, reason="sizing", error=str(e)[:200])
             return
         if check.problems or check.quantity <= 0:
-            self.log.info("entry_skipped", symbol=c.symbol, reason="filters",
-                          detail="; ".join(check.problems) or "quantity 0")  # fmt: skip
+            self.log.info(
+                "entry_skipped",
+                symbol=c.symbol,
+                reason="filters",
+                detail="; ".join(check.problems) or "quantity 0",
+            )
             return
         now = _now_ms()
-        intent = r.OrderIntent(client_id=cid, signal_id=sid, symbol=c.symbol, side=c.side,
-                               quantity=check.quantity, leverage=leverage,
-                               confidence=c.confidence, model_version=version, status="intent",
-                               detail="", created_ms=now, updated_ms=now)  # fmt: skip
+        intent = r.OrderIntent(
+            client_id=cid,
+            signal_id=sid,
+            symbol=c.symbol,
+            side=c.side,
+            quantity=check.quantity,
+            leverage=leverage,
+            confidence=c.confidence,
+            model_version=version,
+            status="intent",
+            detail="",
+            created_ms=now,
+            updated_ms=now,
+        )
         plan = self._plan(c.side, price, spec)
         # The intent record, the leverage and the ExitPlan are independent of each other; all
         # three are done (or the entry is abandoned) before the order is sent.
@@ -380,25 +449,48 @@ class Trader:
         self.progress["order"] = time.monotonic_ns()
         self.stats["entries"] += 1
         entry_ms = order.update_time_ms
-        trade = OpenTrade(sid, c.symbol, c.side, order.executed_qty, order.avg_price, entry_ms,
-                          leverage, c.confidence, version, row)  # fmt: skip
+        trade = OpenTrade(
+            sid,
+            c.symbol,
+            c.side,
+            order.executed_qty,
+            order.avg_price,
+            entry_ms,
+            leverage,
+            c.confidence,
+            version,
+            row,
+        )
         self.open_trades[c.symbol] = trade
         await self.recorder.record(
             msgspec.structs.replace(intent, status="filled", updated_ms=_now_ms())
         )
         await self.recorder.record(self._trade_record(trade))
-        await self.recorder.record(r.PositionEntry(symbol=c.symbol, signal_id=sid,
-                                                   entry_ms=entry_ms))  # fmt: skip
-        self.log.info("order_filled", symbol=c.symbol, side=c.side, qty=order.executed_qty,
-                      price=order.avg_price, leverage=leverage, confidence=round(c.confidence, 4),
-                      client_id=cid, stop=plan.stop_price,
-                      take_profit=plan.take_profit_price)  # fmt: skip
+        await self.recorder.record(
+            r.PositionEntry(symbol=c.symbol, signal_id=sid, entry_ms=entry_ms)
+        )
+        self.log.info(
+            "order_filled",
+            symbol=c.symbol,
+            side=c.side,
+            qty=order.executed_qty,
+            price=order.avg_price,
+            leverage=leverage,
+            confidence=round(c.confidence, 4),
+            client_id=cid,
+            stop=plan.stop_price,
+            take_profit=plan.take_profit_price,
+        )
 
     async def _publish_plan(self, symbol: str, sid: str, side: str, plan: ex.Plan) -> None:
-        exit_plan = g.ExitPlan(symbol=symbol, signal_id=sid, side=side,
-                               stop_price=plan.stop_price,
-                               take_profit_price=plan.take_profit_price,
-                               created_ms=_now_ms())  # fmt: skip
+        exit_plan = g.ExitPlan(
+            symbol=symbol,
+            signal_id=sid,
+            side=side,
+            stop_price=plan.stop_price,
+            take_profit_price=plan.take_profit_price,
+            created_ms=_now_ms(),
+        )
         try:
             await self.cache.set_field(self.cache.keys.exit_plans(), symbol, g.encode(exit_plan))
         except CacheUnavailableError as e:  # the guard protects with its default plan
@@ -413,11 +505,19 @@ class Trader:
             return await self.client.fetch_order_by_client_id(symbol, cid)
 
     def _trade_record(self, t: OpenTrade) -> r.TradeRecord:
-        return r.TradeRecord(trade_id=t.signal_id, is_virtual=False, symbol=t.symbol, side=t.side,
-                             quantity=t.quantity, entry_price=t.entry_price, entry_ms=t.entry_ms,
-                             confidence=t.confidence, model_version=t.model_version,
-                             feature_schema=fe.FEATURE_SCHEMA,
-                             features=t.features)  # fmt: skip
+        return r.TradeRecord(
+            trade_id=t.signal_id,
+            is_virtual=False,
+            symbol=t.symbol,
+            side=t.side,
+            quantity=t.quantity,
+            entry_price=t.entry_price,
+            entry_ms=t.entry_ms,
+            confidence=t.confidence,
+            model_version=t.model_version,
+            feature_schema=fe.FEATURE_SCHEMA,
+            features=t.features,
+        )
 
     # ---- closes -------------------------------------------------------------------------------
 
@@ -470,16 +570,30 @@ class Trader:
         funding = await self._funding(trade.symbol, trade.entry_ms, exit_ms)
         net = gross - fees + funding
         reason = await self._exit_reason(trade)
-        rec = msgspec.structs.replace(self._trade_record(trade), exit_price=price, exit_ms=exit_ms,
-                      exit_reason=reason, gross_pnl_usdt=gross, fees_usdt=fees,
-                      funding_usdt=funding, net_pnl_usdt=net,
-                      is_win=net > 0)  # fmt: skip
+        rec = msgspec.structs.replace(
+            self._trade_record(trade),
+            exit_price=price,
+            exit_ms=exit_ms,
+            exit_reason=reason,
+            gross_pnl_usdt=gross,
+            fees_usdt=fees,
+            funding_usdt=funding,
+            net_pnl_usdt=net,
+            is_win=net > 0,
+        )
         await self.recorder.record(rec)
         self.closed_trades += 1
         self.stats["real_closed"] += 1
-        self.log.info("trade_closed", symbol=trade.symbol, side=trade.side, reason=reason,
-                      entry=trade.entry_price, exit=price, net_pnl=net,
-                      signal_id=trade.signal_id)  # fmt: skip
+        self.log.info(
+            "trade_closed",
+            symbol=trade.symbol,
+            side=trade.side,
+            reason=reason,
+            entry=trade.entry_price,
+            exit=price,
+            net_pnl=net,
+            signal_id=trade.signal_id,
+        )
 
     # ---- virtual positions --------------------------------------------------------------------
 
@@ -494,9 +608,16 @@ class Trader:
                 continue
             spec = self.specs[pos.symbol]
             # The mark's own time (the exchange's clock; the paper exchange's may run faster).
-            kept, closed = vt.step_virtual(pos, Decimal(repr(mark.price)), mark.time_ms, None,
-                                           self.exits_cfg, spec.tick_size,
-                                           spec.market_step_size, fee)  # fmt: skip
+            kept, closed = vt.step_virtual(
+                pos,
+                Decimal(repr(mark.price)),
+                mark.time_ms,
+                None,
+                self.exits_cfg,
+                spec.tick_size,
+                spec.market_step_size,
+                fee,
+            )
             if kept is not None:
                 self.virtuals[sid] = kept
                 continue
@@ -505,9 +626,14 @@ class Trader:
                 await self.recorder.record(closed_record(closed))
                 self.closed_trades += 1
                 self.stats["virtual_closed"] += 1
-                self.log.info("virtual_closed", symbol=closed.symbol, side=closed.side,
-                              reason=closed.reason, net_pnl=closed.net_pnl_usdt,
-                              signal_id=closed.signal_id)  # fmt: skip
+                self.log.info(
+                    "virtual_closed",
+                    symbol=closed.symbol,
+                    side=closed.side,
+                    reason=closed.reason,
+                    net_pnl=closed.net_pnl_usdt,
+                    signal_id=closed.signal_id,
+                )
 
     # ---- start --------------------------------------------------------------------------------
 
@@ -519,19 +645,29 @@ class Trader:
             order = await self.client.fetch_order_by_client_id(intent.symbol, intent.client_id)
             if order is None or order.executed_qty <= 0:
                 status = order.status if order else "not found at the exchange"
-                await self.recorder.record(_settled(intent, "rejected",
-                                                    f"settled at restart: {status}"))  # fmt: skip
+                await self.recorder.record(
+                    _settled(intent, "rejected", f"settled at restart: {status}")
+                )
                 continue
             await self.recorder.record(_settled(intent, "filled", "settled at restart"))
             trade = await self.recorder.db.load_trade(intent.signal_id)
             if trade is None and intent.symbol in positions:
                 self.log.info("entry_adopted", symbol=intent.symbol, client_id=intent.client_id)
-                await self.recorder.record(r.TradeRecord(
-                    trade_id=intent.signal_id, is_virtual=False, symbol=intent.symbol,
-                    side=intent.side, quantity=order.executed_qty, entry_price=order.avg_price,
-                    entry_ms=order.update_time_ms, confidence=intent.confidence,
-                    model_version=intent.model_version, feature_schema=fe.FEATURE_SCHEMA,
-                    features=()))  # fmt: skip
+                await self.recorder.record(
+                    r.TradeRecord(
+                        trade_id=intent.signal_id,
+                        is_virtual=False,
+                        symbol=intent.symbol,
+                        side=intent.side,
+                        quantity=order.executed_qty,
+                        entry_price=order.avg_price,
+                        entry_ms=order.update_time_ms,
+                        confidence=intent.confidence,
+                        model_version=intent.model_version,
+                        feature_schema=fe.FEATURE_SCHEMA,
+                        features=(),
+                    )
+                )
 
     async def reconcile(self) -> None:
         """Adopt the open trades recorded before a restart whose positions are still open at the
@@ -539,24 +675,49 @@ class Trader:
         positions = {p.symbol: p for p in await self.client.position_risk() if p.amount != 0}
         await self._settle_intents(positions)
         for rec in await self.recorder.open_trades():
-            trade = OpenTrade(rec.trade_id, rec.symbol, rec.side, rec.quantity, rec.entry_price,
-                              rec.entry_ms, 1, rec.confidence, rec.model_version,
-                              tuple(rec.features))  # fmt: skip
+            trade = OpenTrade(
+                rec.trade_id,
+                rec.symbol,
+                rec.side,
+                rec.quantity,
+                rec.entry_price,
+                rec.entry_ms,
+                1,
+                rec.confidence,
+                rec.model_version,
+                tuple(rec.features),
+            )
             if rec.symbol in positions:
                 self.open_trades[rec.symbol] = trade
             else:
                 await self._record_close(trade)
-        self.log.info("trader_reconciled", open_trades=len(self.open_trades),
-                      exchange_positions=len(positions))  # fmt: skip
+        self.log.info(
+            "trader_reconciled",
+            open_trades=len(self.open_trades),
+            exchange_positions=len(positions),
+        )
 
 
 def closed_record(c: vt.ClosedTrade) -> r.TradeRecord:
     """Return the PostgreSQL row of a closed (real or virtual) trade."""
-    return r.TradeRecord(trade_id=c.signal_id, is_virtual=c.is_virtual, symbol=c.symbol,
-                         side=c.side, quantity=c.quantity, entry_price=c.entry_price,
-                         entry_ms=c.opened_ms, exit_price=c.exit_price, exit_ms=c.closed_ms,
-                         exit_reason=c.reason, gross_pnl_usdt=c.gross_pnl_usdt,
-                         fees_usdt=c.fees_usdt, funding_usdt=Decimal(0),
-                         net_pnl_usdt=c.net_pnl_usdt, is_win=c.is_win, confidence=c.confidence,
-                         model_version=c.model_version, feature_schema=fe.FEATURE_SCHEMA,
-                         features=tuple(c.features))  # fmt: skip
+    return r.TradeRecord(
+        trade_id=c.signal_id,
+        is_virtual=c.is_virtual,
+        symbol=c.symbol,
+        side=c.side,
+        quantity=c.quantity,
+        entry_price=c.entry_price,
+        entry_ms=c.opened_ms,
+        exit_price=c.exit_price,
+        exit_ms=c.closed_ms,
+        exit_reason=c.reason,
+        gross_pnl_usdt=c.gross_pnl_usdt,
+        fees_usdt=c.fees_usdt,
+        funding_usdt=Decimal(0),
+        net_pnl_usdt=c.net_pnl_usdt,
+        is_win=c.is_win,
+        confidence=c.confidence,
+        model_version=c.model_version,
+        feature_schema=fe.FEATURE_SCHEMA,
+        features=tuple(c.features),
+    )

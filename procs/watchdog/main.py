@@ -130,8 +130,9 @@ class Watchdog:
         own = beats.get(PROCESS)
         if own is None or own.pid != os.getpid() or own.age_s(now_ns) > self.wd.stale_after_s:
             seen = "missing" if own is None else f"pid {own.pid} age {own.age_s(now_ns):.2f} s"
-            self.channel_failed("heartbeat_channel_failed", f"own heartbeat does not round-trip "
-                                f"({seen})")  # fmt: skip
+            self.channel_failed(
+                "heartbeat_channel_failed", f"own heartbeat does not round-trip ({seen})"
+            )
             return None
         return beats
 
@@ -168,8 +169,9 @@ class Watchdog:
                 try:
                     await self.perform(action)
                 except SupervisorRefusedError as e:
-                    self.log.warning("action_refused", program=program, fault=e.fault,
-                                     error=str(e)[:300])  # fmt: skip
+                    self.log.warning(
+                        "action_refused", program=program, fault=e.fault, error=str(e)[:300]
+                    )
                     failed.append(program)
                     break
                 except SupervisorUnavailableError as e:
@@ -188,8 +190,14 @@ class Watchdog:
         if isinstance(action, r.Signal):
             info = await self.client.get_process_info(p)
             if info.pid != action.pid or info.state != r.RUNNING:
-                self.log.info("signal_skipped", program=p, signal=action.signal,
-                              pid=action.pid, now_pid=info.pid, state=info.state)  # fmt: skip
+                self.log.info(
+                    "signal_skipped",
+                    program=p,
+                    signal=action.signal,
+                    pid=action.pid,
+                    now_pid=info.pid,
+                    state=info.state,
+                )
                 return
             if action.signal == "TERM":
                 self.log.warning("process_hung", program=p, pid=action.pid, reason=action.reason)
@@ -197,12 +205,18 @@ class Watchdog:
                 self.log.info("process_signalled", program=p, signal="TERM", pid=action.pid)
             else:
                 await self.client.signal_process(p, action.signal)
-                self.log.warning("process_killed", program=p, signal=action.signal,
-                                 pid=action.pid, reason=action.reason)  # fmt: skip
+                self.log.warning(
+                    "process_killed",
+                    program=p,
+                    signal=action.signal,
+                    pid=action.pid,
+                    reason=action.reason,
+                )
         elif isinstance(action, r.Stop):
             await self.client.stop_process(p, wait=False)
-            self.log.warning("process_backed_off", program=p, retry_in_s=action.retry_in_s,
-                             reason=action.reason)  # fmt: skip
+            self.log.warning(
+                "process_backed_off", program=p, retry_in_s=action.retry_in_s, reason=action.reason
+            )
         elif isinstance(action, r.Start):
             await self.client.start_process(p, wait=False)
             self.log.info("process_started", program=p, reason=action.reason)
@@ -229,8 +243,9 @@ class Watchdog:
             await asyncio.sleep(max(0.0, self.wd.check_interval_s - elapsed_s))
 
 
-async def send_alerts(queue: asyncio.Queue[QueuedAlert], cfg: Config, cache: Cache,
-                      logger: log.EventLogger) -> None:  # fmt: skip
+async def send_alerts(
+    queue: asyncio.Queue[QueuedAlert], cfg: Config, cache: Cache, logger: log.EventLogger
+) -> None:
     """Send queued alerts forever, throttled per program and kind (Redis has its deadline)."""
     alerters: dict[tuple[tuple[str, str], ...], Alerter] = {}
     while True:
@@ -277,17 +292,24 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, _stop: asyn
         watchdog = Watchdog(cfg, instance, client, alerts, logger)
         writer = HeartbeatWriter(instance, PROCESS)
         writer.beat(0.0)  # the first round trip of its own heartbeat needs a beat
-        logger.info("watchdog_started", instance=instance, programs=",".join(wd.programs),
-                    remembered=len(watchdog.memory))  # fmt: skip
+        logger.info(
+            "watchdog_started",
+            instance=instance,
+            programs=",".join(wd.programs),
+            remembered=len(watchdog.memory),
+        )
         spawn = asyncio.get_running_loop().create_task
         tasks = [
-            spawn(run_heartbeat(writer, wd.heartbeat_interval_s,
-                                lambda: {"check": watchdog.last_check_ns})),
+            spawn(
+                run_heartbeat(
+                    writer, wd.heartbeat_interval_s, lambda: {"check": watchdog.last_check_ns}
+                )
+            ),
             spawn(watchdog.loop()),
             spawn(send_alerts(alerts, cfg, cache, logger)),
             spawn(check_services(cfg, watchdog, cache)),
             spawn(mirror_heartbeat(cache, PROCESS, wd.heartbeat_interval_s)),
-        ]  # fmt: skip
+        ]
         try:
             await wait_tasks(tasks)
         finally:

@@ -24,8 +24,10 @@ async def probe_services(
 ) -> dict[str, str]:
     """Probe Redis, PostgreSQL and the exchange concurrently; return {service: error or ""}."""
     pg = cfg.postgres
-    dsn = pg.dsn or (f"postgresql://{os.environ.get('SLT_PG_USER') or database_user()}"
-                     f"@127.0.0.1:{pg.private_port}/{pg.database}")  # fmt: skip
+    dsn = pg.dsn or (
+        f"postgresql://{os.environ.get('SLT_PG_USER') or database_user()}"
+        f"@127.0.0.1:{pg.private_port}/{pg.database}"
+    )
 
     async def redis() -> None:
         await cache.ping()
@@ -52,8 +54,10 @@ async def probe_services(
             return f"{type(e).__name__}: {e}"[:200]
         return ""
 
-    deadline_s = max(cfg.redis.socket_timeout_s, 3 * pg.command_timeout_s,
-                     cfg.exchange.request_timeout_s) + 1  # fmt: skip
+    deadline_s = (
+        max(cfg.redis.socket_timeout_s, 3 * pg.command_timeout_s, cfg.exchange.request_timeout_s)
+        + 1
+    )
     probes = {"redis": redis, "postgres": postgres, "exchange": exchange}
     results = await asyncio.gather(*(outcome(probe) for probe in probes.values()))
     return dict(zip(probes, results, strict=True))

@@ -295,9 +295,17 @@ def _check_paper(cfg: Config) -> None:
         raise ConfigError(
             f"config: paper_exchange.initial_balance_usdt={p.initial_balance_usdt} must be > 0"
         )
-    positive = ("ws_ping_interval_s", "ws_pong_timeout_s", "ws_max_lifetime_s",
-                "ws_push_interval_ms", "ws_max_incoming_per_s", "ws_queue_max_messages",
-                "listen_key_validity_s", "state_save_interval_s", "stats_interval_s")  # fmt: skip
+    positive = (
+        "ws_ping_interval_s",
+        "ws_pong_timeout_s",
+        "ws_max_lifetime_s",
+        "ws_push_interval_ms",
+        "ws_max_incoming_per_s",
+        "ws_queue_max_messages",
+        "listen_key_validity_s",
+        "state_save_interval_s",
+        "stats_interval_s",
+    )
     for name in positive:
         if getattr(p, name) <= 0:
             raise ConfigError(f"config: paper_exchange.{name}={getattr(p, name)} must be > 0")
@@ -311,9 +319,18 @@ def _check_exchange(cfg: Config) -> None:
         raise ConfigError(
             f"config: exchange.guard_reserved_share={x.guard_reserved_share} is outside [0, 1)"
         )
-    positive = ("request_timeout_s", "retry_max_attempts", "retry_base_s", "retry_cap_s",
-                "breaker_failures", "breaker_cooldown_s", "weight_limit_1m",
-                "expected_processes", "budget_redis_timeout_s", "budget_redis_retry_s")  # fmt: skip
+    positive = (
+        "request_timeout_s",
+        "retry_max_attempts",
+        "retry_base_s",
+        "retry_cap_s",
+        "breaker_failures",
+        "breaker_cooldown_s",
+        "weight_limit_1m",
+        "expected_processes",
+        "budget_redis_timeout_s",
+        "budget_redis_retry_s",
+    )
     for name in positive:
         if getattr(x, name) <= 0:
             raise ConfigError(f"config: exchange.{name}={getattr(x, name)} must be > 0")
@@ -330,11 +347,22 @@ def _check_streams(cfg: Config) -> None:
             f"config: streams.max_streams_per_connection={s.max_streams_per_connection} "
             "is outside 1..1024"
         )
-    positive = ("ping_interval_s", "pong_timeout_s", "silence_timeout_s", "open_timeout_s",
-                "close_timeout_s", "reconnect_base_s", "reconnect_cap_s", "healthy_after_s",
-                "max_connection_age_s", "rollover_timeout_s", "queue_max_messages",
-                "bad_message_log_interval_s", "listen_key_keepalive_s",
-                "user_call_timeout_s")  # fmt: skip
+    positive = (
+        "ping_interval_s",
+        "pong_timeout_s",
+        "silence_timeout_s",
+        "open_timeout_s",
+        "close_timeout_s",
+        "reconnect_base_s",
+        "reconnect_cap_s",
+        "healthy_after_s",
+        "max_connection_age_s",
+        "rollover_timeout_s",
+        "queue_max_messages",
+        "bad_message_log_interval_s",
+        "listen_key_keepalive_s",
+        "user_call_timeout_s",
+    )
     for name in positive:
         if getattr(s, name) <= 0:
             raise ConfigError(f"config: streams.{name}={getattr(s, name)} must be > 0")
@@ -366,8 +394,14 @@ def _check_feed(cfg: Config) -> None:
             f"config: feed.window_bars={f.window_bars} is below "
             f"feed.backfill_bars={f.backfill_bars}"
         )
-    positive = ("heartbeat_interval_s", "stats_interval_s", "cache_flush_interval_s",
-                "cache_retry_s", "warning_interval_s", "rest_poll_interval_s")  # fmt: skip
+    positive = (
+        "heartbeat_interval_s",
+        "stats_interval_s",
+        "cache_flush_interval_s",
+        "cache_retry_s",
+        "warning_interval_s",
+        "rest_poll_interval_s",
+    )
     for name in positive:
         if getattr(f, name) <= 0:
             raise ConfigError(f"config: feed.{name}={getattr(f, name)} must be > 0")
@@ -408,9 +442,14 @@ def _check_ops(cfg: Config) -> None:
 
 
 CHECKS = (
-    _check_mode, _check_exchange, _check_paper, _check_streams, _check_feed, _check_log_level,
+    _check_mode,
+    _check_exchange,
+    _check_paper,
+    _check_streams,
+    _check_feed,
+    _check_log_level,
     _check_ops,
-)  # fmt: skip
+)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

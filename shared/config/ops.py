@@ -78,9 +78,16 @@ class WatchdogConfig:
 
 def check_guard(guard: GuardConfig, dms: DmsConfig) -> None:
     """Raise ValueError when the guard's or the dead-man's switch's settings contradict."""
-    for name in ("heartbeat_interval_s", "check_interval_s", "reconcile_interval_s",
-                 "feed_silent_after_s", "trader_silent_after_s", "rest_poll_interval_s",
-                 "flatten_round_s", "call_timeout_s"):  # fmt: skip
+    for name in (
+        "heartbeat_interval_s",
+        "check_interval_s",
+        "reconcile_interval_s",
+        "feed_silent_after_s",
+        "trader_silent_after_s",
+        "rest_poll_interval_s",
+        "flatten_round_s",
+        "call_timeout_s",
+    ):
         if getattr(guard, name) <= 0:
             raise ValueError(f"config: guard.{name}={getattr(guard, name)} must be > 0")
     if guard.stop_working_type not in ("MARK_PRICE", "CONTRACT_PRICE"):
@@ -106,8 +113,12 @@ def check_guard(guard: GuardConfig, dms: DmsConfig) -> None:
 
 def check_exits(exits: ExitsConfig, kill: KillSwitchConfig) -> None:
     """Raise ValueError for an exit or kill-switch setting outside its range."""
-    for name in ("stop_loss_pct", "take_profit_pct", "trailing_distance_pct",
-                 "liquidation_buffer_pct"):  # fmt: skip
+    for name in (
+        "stop_loss_pct",
+        "take_profit_pct",
+        "trailing_distance_pct",
+        "liquidation_buffer_pct",
+    ):
         value = getattr(exits, name)
         if not 0 < value < 100:
             raise ValueError(f"config: exits.{name}={value} is outside (0, 100)")
@@ -145,8 +156,17 @@ def check_watchdog(wd: WatchdogConfig) -> None:
         )
     if wd.max_restarts < 1 or wd.crash_delay_after < 1:
         raise ValueError("config: watchdog.max_restarts and crash_delay_after must be >= 1")
-    for name in ("rpc_timeout_s", "kill_after_s", "restart_window_s", "crash_delay_s",
-                 "fatal_retry_base_s", "fatal_retry_cap_s", "service_check_interval_s",
-                 "alert_interval_s", "heartbeat_interval_s", "startup_grace_s"):  # fmt: skip
+    for name in (
+        "rpc_timeout_s",
+        "kill_after_s",
+        "restart_window_s",
+        "crash_delay_s",
+        "fatal_retry_base_s",
+        "fatal_retry_cap_s",
+        "service_check_interval_s",
+        "alert_interval_s",
+        "heartbeat_interval_s",
+        "startup_grace_s",
+    ):
         if getattr(wd, name) <= 0:
             raise ValueError(f"config: watchdog.{name}={getattr(wd, name)} must be > 0")

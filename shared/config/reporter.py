@@ -52,8 +52,14 @@ def check_reporter(rep: ReporterConfig) -> None:
         raise ValueError(f"config: reporter.report_hour_utc={rep.report_hour_utc} is not 0..23")
     if not 1 <= rep.port <= 65535:
         raise ValueError(f"config: reporter.port={rep.port} is not a port")
-    for name in ("heartbeat_interval_s", "status_refresh_s", "poll_interval_s",
-                 "notify_min_interval_s", "notify_timeout_s", "call_timeout_s"):  # fmt: skip
+    for name in (
+        "heartbeat_interval_s",
+        "status_refresh_s",
+        "poll_interval_s",
+        "notify_min_interval_s",
+        "notify_timeout_s",
+        "call_timeout_s",
+    ):
         if getattr(rep, name) <= 0:
             raise ValueError(f"config: reporter.{name}={getattr(rep, name)} must be > 0")
     if rep.notify_queue_max < 1 or rep.notify_max_attempts < 1:

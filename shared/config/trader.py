@@ -82,9 +82,15 @@ def check_trader(trader: TraderConfig, model: ModelConfig) -> None:
         raise ValueError(
             f"config: trader.history_bars={trader.history_bars} is outside 120..100000"
         )
-    for name in ("heartbeat_interval_s", "cycle_wait_s", "virtual_interval_s",
-                 "position_check_interval_s", "model_check_interval_s",
-                 "outbox_drain_interval_s", "call_timeout_s"):  # fmt: skip
+    for name in (
+        "heartbeat_interval_s",
+        "cycle_wait_s",
+        "virtual_interval_s",
+        "position_check_interval_s",
+        "model_check_interval_s",
+        "outbox_drain_interval_s",
+        "call_timeout_s",
+    ):
         if getattr(trader, name) <= 0:
             raise ValueError(f"config: trader.{name}={getattr(trader, name)} must be > 0")
     if model.take_profit_pct <= 0 or model.stop_loss_pct <= 0:

@@ -53,8 +53,17 @@ import numpy.typing as npt
 from shared.config.ops import ExitsConfig
 from shared.core.filters import floor_to_step, round_to_tick
 
-REASONS = ("emergency", "liquidation_buffer", "stop_loss", "trailing_stop", "invalidation",
-           "take_profit", "max_holding", "time_stop", "counter_trend")  # fmt: skip
+REASONS = (
+    "emergency",
+    "liquidation_buffer",
+    "stop_loss",
+    "trailing_stop",
+    "invalidation",
+    "take_profit",
+    "max_holding",
+    "time_stop",
+    "counter_trend",
+)
 
 _HUNDRED = Decimal(100)
 _MS_PER_S = Decimal(1000)

@@ -121,13 +121,15 @@ def parse_frame(frame: bytes | str, is_combined: bool) -> StreamMessage:
         if fast is not None:
             stream, data, event = fast
             if isinstance(event, MarkTick):
-                return StreamMessage(stream, data, "markPriceUpdate", event.time_ms, None, False,
-                                     event)  # fmt: skip
+                return StreamMessage(
+                    stream, data, "markPriceUpdate", event.time_ms, None, False, event
+                )
             if isinstance(event, MarkTicks):
                 return StreamMessage(stream, data, "", event.time_ms, None, False, event)
             k = event.kline
-            return StreamMessage(stream, data, "kline", event.event_time_ms, k.open_time_ms,
-                                 k.is_closed, event)  # fmt: skip
+            return StreamMessage(
+                stream, data, "kline", event.event_time_ms, k.open_time_ms, k.is_closed, event
+            )
     try:
         if is_combined:
             envelope = _combined.decode(frame)

@@ -174,9 +174,13 @@ class WeightBudget:
         self._is_degraded = True
         should_log, suppressed = self._warnings.allow(time.monotonic())
         if should_log:
-            self._log.warning("rate_budget_redis_unavailable", fallback="local",
-                              local_weight_1m=self.local_allowed, error=str(error),
-                              suppressed=suppressed)  # fmt: skip
+            self._log.warning(
+                "rate_budget_redis_unavailable",
+                fallback="local",
+                local_weight_1m=self.local_allowed,
+                error=str(error),
+                suppressed=suppressed,
+            )
 
     def _redis_ok(self) -> None:
         if self._is_degraded:
@@ -210,8 +214,11 @@ class WeightBudget:
         On cancellation nothing is reserved beyond what was already granted.
         """
         now_s = time.monotonic()
-        if (weight == 0 and now_s - self._block_known_s < BLOCK_KNOWN_S
-                and now_s >= self._blocked_until_s):  # fmt: skip
+        if (
+            weight == 0
+            and now_s - self._block_known_s < BLOCK_KNOWN_S
+            and now_s >= self._blocked_until_s
+        ):
             # Orders weigh 0 on the IP limit: only a Retry-After block could hold them, and
             # Redis said there was none less than BLOCK_KNOWN_S ago. Saves a Redis round trip
             # on the order path (the guard's closes).

@@ -97,10 +97,13 @@ class ExchangeClient:
     ) -> None:
         self._log = logger or log.get()
         settings = BudgetSettings(
-            limit_1m=cfg.weight_limit_1m, reserved_share=cfg.guard_reserved_share,
-            expected_processes=cfg.expected_processes, is_guard=is_guard,
-            max_wait_s=cfg.rate_limit_max_wait_s, redis_retry_s=cfg.budget_redis_retry_s,
-        )  # fmt: skip
+            limit_1m=cfg.weight_limit_1m,
+            reserved_share=cfg.guard_reserved_share,
+            expected_processes=cfg.expected_processes,
+            is_guard=is_guard,
+            max_wait_s=cfg.rate_limit_max_wait_s,
+            redis_retry_s=cfg.budget_redis_retry_s,
+        )
         self.budget = WeightBudget(settings, cache, self._log)
         self.transport = Transport(cfg, self.budget, rng or numpy.random.default_rng(), self._log)
 
@@ -138,9 +141,13 @@ class ExchangeClient:
             what = f"{endpoint.method} {endpoint.path} reply does not match the schema: {e}"
             if not endpoint.is_idempotent:  # it executed, but we cannot tell how: reconcile
                 raise ExecutionUnknownError(
-                    what, client_id=client_id, http_status=200, may_have_executed=True,
-                    method=endpoint.method, path=endpoint.path,
-                ) from e  # fmt: skip
+                    what,
+                    client_id=client_id,
+                    http_status=200,
+                    may_have_executed=True,
+                    method=endpoint.method,
+                    path=endpoint.path,
+                ) from e
             raise ProtocolError(what, method=endpoint.method, path=endpoint.path) from e
 
     # ---- market data ----------------------------------------------------------------------------
@@ -195,8 +202,12 @@ class ExchangeClient:
     ) -> list[b.UserTrade]:
         """Return the account's fills of one symbol (window <= 7 days; weight 5)."""
         params: Params = [("symbol", symbol)]
-        for name, value in (("startTime", start_ms), ("endTime", end_ms), ("fromId", from_id),
-                            ("limit", limit)):  # fmt: skip
+        for name, value in (
+            ("startTime", start_ms),
+            ("endTime", end_ms),
+            ("fromId", from_id),
+            ("limit", limit),
+        ):
             _opt(params, name, value)
         return await self._get(USER_TRADES, params, b.decode_user_trades)
 
@@ -210,8 +221,13 @@ class ExchangeClient:
     ) -> list[b.Income]:
         """Return income rows: REALIZED_PNL, FUNDING_FEE, COMMISSION, … (weight 30)."""
         params: Params = []
-        pairs = (("symbol", symbol), ("incomeType", income_type), ("startTime", start_ms),
-                 ("endTime", end_ms), ("limit", limit))  # fmt: skip
+        pairs = (
+            ("symbol", symbol),
+            ("incomeType", income_type),
+            ("startTime", start_ms),
+            ("endTime", end_ms),
+            ("limit", limit),
+        )
         for name, value in pairs:
             _opt(params, name, value)
         return await self._get(INCOME, params, b.decode_income)
@@ -256,8 +272,12 @@ class ExchangeClient:
         RESULT returns a MARKET order's final state. Raises RejectedError (e.g. -2019, -2022,
         -4164) or ExecutionUnknownError: then look the order up by `client_order_id`.
         """
-        params: Params = [("symbol", symbol), ("side", side), ("type", order_type),
-                          ("quantity", _num(quantity))]  # fmt: skip
+        params: Params = [
+            ("symbol", symbol),
+            ("side", side),
+            ("type", order_type),
+            ("quantity", _num(quantity)),
+        ]
         _opt(params, "price", price)
         _opt(params, "timeInForce", time_in_force or ("GTC" if order_type == "LIMIT" else None))
         if is_reduce_only:
@@ -286,9 +306,14 @@ class ExchangeClient:
         """
         if is_close_position == (quantity is not None):
             raise ValueError("new_algo_order: give either quantity or is_close_position")
-        params: Params = [("algoType", "CONDITIONAL"), ("symbol", symbol), ("side", side),
-                          ("type", order_type), ("triggerPrice", _num(trigger_price)),
-                          ("workingType", working_type)]  # fmt: skip
+        params: Params = [
+            ("algoType", "CONDITIONAL"),
+            ("symbol", symbol),
+            ("side", side),
+            ("type", order_type),
+            ("triggerPrice", _num(trigger_price)),
+            ("workingType", working_type),
+        ]
         if is_close_position:
             params.append(("closePosition", "true"))
         else:

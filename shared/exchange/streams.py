@@ -169,12 +169,18 @@ class StreamConnection:
         """Return the connection's counters now."""
         age = None if self._last_message_s is None else time.monotonic() - self._last_message_s
         return StreamStats(
-            connected=int(self._current is not None), streams=len(self.streams),
-            reconnects=self.reconnects, rollovers=self.rollovers, queue_depth=len(self.inbox),
-            drops=self.inbox.dropped, bad_messages=self.bad_messages, duplicates=self.duplicates,
-            messages=self.messages, last_message_age_s=age,
+            connected=int(self._current is not None),
+            streams=len(self.streams),
+            reconnects=self.reconnects,
+            rollovers=self.rollovers,
+            queue_depth=len(self.inbox),
+            drops=self.inbox.dropped,
+            bad_messages=self.bad_messages,
+            duplicates=self.duplicates,
+            messages=self.messages,
+            last_message_age_s=age,
             open_klines_dropped=self.open_klines_dropped,
-        )  # fmt: skip
+        )
 
     # --- the socket ---------------------------------------------------------------------------
 
@@ -185,18 +191,27 @@ class StreamConnection:
         self._suspect_reason = ""  # a suspicion is about the socket it was raised on
         url = await asyncio.wait_for(self._url(), timeout=s.user_call_timeout_s)
         ws = await connect(
-            url, open_timeout=s.open_timeout_s, ping_interval=s.ping_interval_s,
-            ping_timeout=s.pong_timeout_s, close_timeout=s.close_timeout_s,
-            max_size=MAX_FRAME_BYTES, proxy=None, compression=None,
-        )  # fmt: skip
+            url,
+            open_timeout=s.open_timeout_s,
+            ping_interval=s.ping_interval_s,
+            ping_timeout=s.pong_timeout_s,
+            close_timeout=s.close_timeout_s,
+            max_size=MAX_FRAME_BYTES,
+            proxy=None,
+            compression=None,
+        )
         sock = _Socket(ws, time.monotonic())
         try:
             if lost is not None:
                 self.reconnects += 1
                 gap = Gap(self.name, self.streams, lost[0], _wall_ms(), lost[1])
                 await self.inbox.put(gap)
-                _log.info("ws_reconnected", connection=self.name, reason=lost[1],
-                          gap_ms=gap.reconnected_ms - lost[0])  # fmt: skip
+                _log.info(
+                    "ws_reconnected",
+                    connection=self.name,
+                    reason=lost[1],
+                    gap_ms=gap.reconnected_ms - lost[0],
+                )
             else:
                 _log.info("ws_connected", connection=self.name, streams=len(self.streams))
             sock.reader = asyncio.get_running_loop().create_task(self._read(sock))
@@ -277,8 +292,14 @@ class StreamConnection:
         if should_log:
             head = frame[:BAD_FRAME_HEAD_BYTES]
             text = head.decode("utf-8", "replace") if isinstance(head, bytes) else head
-            _log.warning("bad_message", connection=self.name, reason=reason, head=text,
-                         suppressed=suppressed, total=self.bad_messages)  # fmt: skip
+            _log.warning(
+                "bad_message",
+                connection=self.name,
+                reason=reason,
+                head=text,
+                suppressed=suppressed,
+                total=self.bad_messages,
+            )
 
     # --- supervision --------------------------------------------------------------------------
 
@@ -347,8 +368,13 @@ class StreamConnection:
             except Exception as e:  # connect or on_open failed: back off and try again
                 attempt = next_attempt(attempt, None, s.healthy_after_s)
                 delay = reconnect_delay_s(attempt, s.reconnect_base_s, s.reconnect_cap_s, self._rng)
-                _log.warning("ws_connect_failed", connection=self.name, error=repr(e)[:200],
-                             attempt=attempt, retry_in_s=round(delay, 3))  # fmt: skip
+                _log.warning(
+                    "ws_connect_failed",
+                    connection=self.name,
+                    error=repr(e)[:200],
+                    attempt=attempt,
+                    retry_in_s=round(delay, 3),
+                )
                 await asyncio.sleep(delay)
                 continue
             self._current = sock
@@ -363,8 +389,9 @@ class StreamConnection:
             lost = (self._last_message_ms(), reason)
             attempt = next_attempt(attempt, time.monotonic() - sock.opened_s, s.healthy_after_s)
             delay = reconnect_delay_s(attempt, s.reconnect_base_s, s.reconnect_cap_s, self._rng)
-            _log.warning("ws_disconnected", connection=self.name, reason=reason,
-                         retry_in_s=round(delay, 3))  # fmt: skip
+            _log.warning(
+                "ws_disconnected", connection=self.name, reason=reason, retry_in_s=round(delay, 3)
+            )
             await asyncio.sleep(delay)
 
 
@@ -434,14 +461,18 @@ class StreamPool:
         parts = [conn.stats() for conn in self.connections]
         ages = [p.last_message_age_s for p in parts if p.last_message_age_s is not None]
         return StreamStats(
-            connected=sum(p.connected for p in parts), streams=sum(p.streams for p in parts),
-            reconnects=sum(p.reconnects for p in parts), rollovers=sum(p.rollovers for p in parts),
-            queue_depth=len(self.inbox), drops=self.inbox.dropped,
+            connected=sum(p.connected for p in parts),
+            streams=sum(p.streams for p in parts),
+            reconnects=sum(p.reconnects for p in parts),
+            rollovers=sum(p.rollovers for p in parts),
+            queue_depth=len(self.inbox),
+            drops=self.inbox.dropped,
             bad_messages=sum(p.bad_messages for p in parts),
-            duplicates=sum(p.duplicates for p in parts), messages=sum(p.messages for p in parts),
+            duplicates=sum(p.duplicates for p in parts),
+            messages=sum(p.messages for p in parts),
             last_message_age_s=min(ages) if ages else None,
             open_klines_dropped=sum(p.open_klines_dropped for p in parts),
-        )  # fmt: skip
+        )
 
 
 def _constant(url: str) -> UrlSource:

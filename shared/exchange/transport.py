@@ -120,16 +120,18 @@ class Transport:
         after = _wall_ms()
         self.time_offset_ms = server_ms - (before + after) // 2  # the reply is mid-flight
         self.is_time_synced = True
-        self._log.info("exchange_time_synced", offset_ms=self.time_offset_ms,
-                       round_trip_ms=after - before)  # fmt: skip
+        self._log.info(
+            "exchange_time_synced", offset_ms=self.time_offset_ms, round_trip_ms=after - before
+        )
         return self.time_offset_ms
 
     def warn_time_sync_failed(self, error: Exception) -> None:
         """Log a failed time sync, at most once a minute (with the count held back)."""
         should_log, suppressed = self._sync_warnings.allow(time.monotonic())
         if should_log:
-            self._log.warning("exchange_time_sync_failed", error=str(error)[:160],
-                              suppressed=suppressed)  # fmt: skip
+            self._log.warning(
+                "exchange_time_sync_failed", error=str(error)[:160], suppressed=suppressed
+            )
 
     async def call(self, endpoint: Endpoint, params: Params, client_id: str = "") -> bytes:
         """Send one request with the retry rules of the module docstring; return the body.
@@ -165,18 +167,29 @@ class Transport:
                 if e.may_have_executed and not endpoint.is_idempotent:
                     raise ExecutionUnknownError(
                         f"execution unknown, look up client id {client_id!r}: {e.msg}",
-                        code=e.code, http_status=e.http_status, method=e.method, path=e.path,
-                        client_id=client_id, may_have_executed=True,
-                    ) from e  # fmt: skip
+                        code=e.code,
+                        http_status=e.http_status,
+                        method=e.method,
+                        path=e.path,
+                        client_id=client_id,
+                        may_have_executed=True,
+                    ) from e
                 attempt += 1
                 if attempt >= self.cfg.retry_max_attempts:
                     raise
                 delay_s = backoff_delay_s(
                     attempt - 1, self.cfg.retry_base_s, self.cfg.retry_cap_s, self._rng
                 )
-                self._log.warning("request_retrying", method=endpoint.method, path=endpoint.path,
-                                  attempt=attempt, delay_s=round(delay_s, 3), http=e.http_status,
-                                  code=e.code, error=e.msg[:120])  # fmt: skip
+                self._log.warning(
+                    "request_retrying",
+                    method=endpoint.method,
+                    path=endpoint.path,
+                    attempt=attempt,
+                    delay_s=round(delay_s, 3),
+                    http=e.http_status,
+                    code=e.code,
+                    error=e.msg[:120],
+                )
                 await asyncio.sleep(delay_s)
 
     def _prepare(
@@ -205,8 +218,10 @@ class Transport:
             raise CircuitOpenError(
                 f"circuit breaker open after {self.breaker.consecutive_failures} failures; "
                 f"next probe in {wait_s:.1f}s",
-                method=endpoint.method, path=endpoint.path, retry_after_s=wait_s,
-            )  # fmt: skip
+                method=endpoint.method,
+                path=endpoint.path,
+                retry_after_s=wait_s,
+            )
         is_reported = False
         try:
             status, headers, body = await self._send(endpoint, params)
@@ -234,8 +249,11 @@ class Transport:
             self.breaker.record_failure(now_s)
         after = self.breaker.state(now_s)
         if after is not before and after is BreakerState.OPEN:
-            self._log.warning("circuit_opened", failures=self.breaker.consecutive_failures,
-                              cooldown_s=self.breaker.cooldown_s)  # fmt: skip
+            self._log.warning(
+                "circuit_opened",
+                failures=self.breaker.consecutive_failures,
+                cooldown_s=self.breaker.cooldown_s,
+            )
         elif after is not before and after is BreakerState.CLOSED:
             self._log.info("circuit_closed")
 
@@ -248,23 +266,30 @@ class Transport:
         method, path = endpoint.method, endpoint.path
         try:
             async with self._session.request(
-                method, yarl.URL(url, encoded=True), data=body, headers=headers,
+                method,
+                yarl.URL(url, encoded=True),
+                data=body,
+                headers=headers,
                 timeout=self._timeout,
-            ) as reply:  # fmt: skip
+            ) as reply:
                 return reply.status, CIMultiDict(reply.headers), await reply.read()
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as e:
             # The connection was never opened, so the request never left: safe to re-send.
             raise TransientError(f"cannot connect: {e}", method=method, path=path) from e
         except TimeoutError as e:
             raise TransientError(
-                f"no reply within {self.cfg.request_timeout_s}s", method=method, path=path,
+                f"no reply within {self.cfg.request_timeout_s}s",
+                method=method,
+                path=path,
                 may_have_executed=True,
-            ) from e  # fmt: skip
+            ) from e
         except aiohttp.ClientError as e:  # dropped mid-request: the exchange may have acted
             raise TransientError(
-                f"connection failed: {type(e).__name__}: {e}", method=method, path=path,
+                f"connection failed: {type(e).__name__}: {e}",
+                method=method,
+                path=path,
                 may_have_executed=True,
-            ) from e  # fmt: skip
+            ) from e
 
     async def _reply_error(
         self, endpoint: Endpoint, status: int, headers: CIMultiDict[str], body: bytes
@@ -289,9 +314,19 @@ class Transport:
             if retry_after_s <= 0:  # -1015 comes without Retry-After: wait for the window
                 retry_after_s = (60_000 - _wall_ms() % 60_000) / 1000
             await self.budget.block(retry_after_s)
-            self._log.warning("rate_limited", path=endpoint.path, http=status, code=code,
-                              retry_after_s=retry_after_s)  # fmt: skip
+            self._log.warning(
+                "rate_limited",
+                path=endpoint.path,
+                http=status,
+                code=code,
+                retry_after_s=retry_after_s,
+            )
         return cls(
-            msg, code=code, http_status=status, method=endpoint.method, path=endpoint.path,
-            retry_after_s=retry_after_s, may_have_executed=execution_unknown(cls, status),
-        )  # fmt: skip
+            msg,
+            code=code,
+            http_status=status,
+            method=endpoint.method,
+            path=endpoint.path,
+            retry_after_s=retry_after_s,
+            may_have_executed=execution_unknown(cls, status),
+        )

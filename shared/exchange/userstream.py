@@ -172,5 +172,6 @@ class UserDataStream:
                     self.connection.mark_suspect("listen_key_unknown")
                 else:
                     attempt += 1
-                    _log.warning("listen_key_keepalive_failed", error=repr(e)[:200],
-                                 attempt=attempt)  # fmt: skip
+                    _log.warning(
+                        "listen_key_keepalive_failed", error=repr(e)[:200], attempt=attempt
+                    )

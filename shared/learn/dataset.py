@@ -76,27 +76,41 @@ class Dataset:
     def subset(self, idx: NDArray[np.intp]) -> Dataset:
         """Return the rows idx (in that order)."""
         return Dataset(
-            self.X[idx], self.y[idx], self.time_ms[idx], self.symbol_index[idx],
-            self.exit_return[idx], self.exit_offset[idx], self.symbols, self.take_profit_pct,
-            self.stop_loss_pct, self.horizon_bars,
-        )  # fmt: skip
+            self.X[idx],
+            self.y[idx],
+            self.time_ms[idx],
+            self.symbol_index[idx],
+            self.exit_return[idx],
+            self.exit_offset[idx],
+            self.symbols,
+            self.take_profit_pct,
+            self.stop_loss_pct,
+            self.horizon_bars,
+        )
 
 
 def concat(a: Dataset, b: Dataset) -> Dataset:
     """Return the rows of both (same symbols and labels), ordered by time (a's rows first)."""
     if (a.symbols, a.take_profit_pct, a.stop_loss_pct, a.horizon_bars) != (
-        b.symbols, b.take_profit_pct, b.stop_loss_pct, b.horizon_bars,
-    ):  # fmt: skip
+        b.symbols,
+        b.take_profit_pct,
+        b.stop_loss_pct,
+        b.horizon_bars,
+    ):
         raise ValueError("dataset: cannot join datasets of other symbols or label parameters")
     order = np.argsort(np.concatenate([a.time_ms, b.time_ms]), kind="stable")
     return Dataset(
-        np.concatenate([a.X, b.X])[order], np.concatenate([a.y, b.y])[order],
+        np.concatenate([a.X, b.X])[order],
+        np.concatenate([a.y, b.y])[order],
         np.concatenate([a.time_ms, b.time_ms])[order],
         np.concatenate([a.symbol_index, b.symbol_index])[order],
         np.concatenate([a.exit_return, b.exit_return])[order],
-        np.concatenate([a.exit_offset, b.exit_offset])[order], a.symbols, a.take_profit_pct,
-        a.stop_loss_pct, a.horizon_bars,
-    )  # fmt: skip
+        np.concatenate([a.exit_offset, b.exit_offset])[order],
+        a.symbols,
+        a.take_profit_pct,
+        a.stop_loss_pct,
+        a.horizon_bars,
+    )
 
 
 def trade_samples(trades: Sequence[TradeRecord], like: Dataset) -> Dataset:
@@ -111,11 +125,17 @@ def trade_samples(trades: Sequence[TradeRecord], like: Dataset) -> Dataset:
     n_features = len(features.FEATURE_NAMES)
     index = {s: i for i, s in enumerate(like.symbols)}
     kept = [
-        t for t in trades
-        if t.exit_ms is not None and t.net_pnl_usdt is not None and t.is_win is not None
-        and t.feature_schema == features.FEATURE_SCHEMA and len(t.features) == n_features
-        and t.symbol in index and t.quantity > 0 and t.entry_price > 0
-    ]  # fmt: skip
+        t
+        for t in trades
+        if t.exit_ms is not None
+        and t.net_pnl_usdt is not None
+        and t.is_win is not None
+        and t.feature_schema == features.FEATURE_SCHEMA
+        and len(t.features) == n_features
+        and t.symbol in index
+        and t.quantity > 0
+        and t.entry_price > 0
+    ]
     n = len(kept)
     X = np.empty((n, n_features + 1), dtype=np.float64)
     for row, t in enumerate(kept):
@@ -124,14 +144,20 @@ def trade_samples(trades: Sequence[TradeRecord], like: Dataset) -> Dataset:
     entry_ms = np.array([t.entry_ms for t in kept], dtype=np.int64)
     held_ms = np.array([(t.exit_ms or t.entry_ms) - t.entry_ms for t in kept], dtype=np.int64)
     return Dataset(
-        X, np.array([1 if t.is_win else 0 for t in kept], dtype=np.int8),
+        X,
+        np.array([1 if t.is_win else 0 for t in kept], dtype=np.int8),
         entry_ms // BAR_MS * BAR_MS - BAR_MS,
         np.array([index[t.symbol] for t in kept], dtype=np.int32),
-        np.array([float((t.net_pnl_usdt or 0) / (t.quantity * t.entry_price)) for t in kept],
-                 dtype=np.float64),
-        np.maximum(1, -(-held_ms // BAR_MS)).astype(np.int32), like.symbols,
-        like.take_profit_pct, like.stop_loss_pct, like.horizon_bars,
-    )  # fmt: skip
+        np.array(
+            [float((t.net_pnl_usdt or 0) / (t.quantity * t.entry_price)) for t in kept],
+            dtype=np.float64,
+        ),
+        np.maximum(1, -(-held_ms // BAR_MS)).astype(np.int32),
+        like.symbols,
+        like.take_profit_pct,
+        like.stop_loss_pct,
+        like.horizon_bars,
+    )
 
 
 def _read_csv(path: Path) -> NDArray[np.float64]:
@@ -194,10 +220,17 @@ async def fetch_history(
         while len(rows) < bars:
             page = await _klines_page(client, symbol, page_end)
             closed = [
-                (float(k.open_time_ms), float(k.open), float(k.high), float(k.low),
-                 float(k.close), float(k.volume))
-                for k in page if k.is_closed
-            ]  # fmt: skip
+                (
+                    float(k.open_time_ms),
+                    float(k.open),
+                    float(k.high),
+                    float(k.low),
+                    float(k.close),
+                    float(k.volume),
+                )
+                for k in page
+                if k.is_closed
+            ]
             rows = closed + rows
             if len(page) < KLINES_PAGE_LIMIT or not page:
                 break  # the exchange has no older bars
@@ -220,8 +253,16 @@ def build_dataset(
     if stride < 1:
         raise ValueError(f"dataset: stride={stride} must be at least 1")
     symbols = tuple(histories)
-    parts: list[tuple[NDArray[np.float64], NDArray[np.int8], NDArray[np.int64], NDArray[np.int32],
-                      NDArray[np.float64], NDArray[np.int32]]] = []  # fmt: skip
+    parts: list[
+        tuple[
+            NDArray[np.float64],
+            NDArray[np.int8],
+            NDArray[np.int64],
+            NDArray[np.int32],
+            NDArray[np.float64],
+            NDArray[np.int32],
+        ]
+    ] = []
     for s_idx, symbol in enumerate(symbols):
         bars = histories[symbol]
         if len(bars) == 0:
@@ -240,18 +281,40 @@ def build_dataset(
             x = np.empty((len(keep), feats.shape[1] + 1), dtype=np.float64)
             x[:, :-1] = feats[keep]
             x[:, -1] = direction
-            parts.append((
-                x, out.label[keep].astype(np.int8),
-                bars[keep, KlineColumn.OPEN_TIME_MS].astype(np.int64),
-                np.full(len(keep), s_idx, dtype=np.int32),
-                out.exit_return[keep].astype(np.float64), out.exit_offset[keep].astype(np.int32),
-            ))  # fmt: skip
+            parts.append(
+                (
+                    x,
+                    out.label[keep].astype(np.int8),
+                    bars[keep, KlineColumn.OPEN_TIME_MS].astype(np.int64),
+                    np.full(len(keep), s_idx, dtype=np.int32),
+                    out.exit_return[keep].astype(np.float64),
+                    out.exit_offset[keep].astype(np.int32),
+                )
+            )
     n_cols = len(COLUMN_NAMES)
     if not parts:
-        parts.append((np.empty((0, n_cols)), np.empty(0, np.int8), np.empty(0, np.int64),
-                      np.empty(0, np.int32), np.empty(0), np.empty(0, np.int32)))  # fmt: skip
+        parts.append(
+            (
+                np.empty((0, n_cols)),
+                np.empty(0, np.int8),
+                np.empty(0, np.int64),
+                np.empty(0, np.int32),
+                np.empty(0),
+                np.empty(0, np.int32),
+            )
+        )
     X, y, t, s, r, o = (np.concatenate([p[i] for p in parts]) for i in range(6))
     # Time, then symbol, then long (+1) before short (-1).
     order = np.lexsort((-X[:, -1], s, t))
-    return Dataset(X[order], y[order], t[order], s[order], r[order], o[order], symbols,
-                   take_profit_pct, stop_loss_pct, horizon_bars)  # fmt: skip
+    return Dataset(
+        X[order],
+        y[order],
+        t[order],
+        s[order],
+        r[order],
+        o[order],
+        symbols,
+        take_profit_pct,
+        stop_loss_pct,
+        horizon_bars,
+    )

@@ -94,12 +94,20 @@ class TrainParams:
     def booster_params(self, seed: int) -> dict[str, float | int | str]:
         """Return the xgboost parameter dict."""
         return {
-            "objective": "binary:logistic", "eval_metric": "logloss", "tree_method": "hist",
-            "max_depth": self.max_depth, "eta": self.learning_rate, "subsample": self.subsample,
-            "colsample_bytree": self.colsample_bytree, "min_child_weight": self.min_child_weight,
-            "lambda": self.reg_lambda, "max_bin": self.max_bin, "nthread": self.nthread,
-            "seed": seed, "verbosity": 0,
-        }  # fmt: skip
+            "objective": "binary:logistic",
+            "eval_metric": "logloss",
+            "tree_method": "hist",
+            "max_depth": self.max_depth,
+            "eta": self.learning_rate,
+            "subsample": self.subsample,
+            "colsample_bytree": self.colsample_bytree,
+            "min_child_weight": self.min_child_weight,
+            "lambda": self.reg_lambda,
+            "max_bin": self.max_bin,
+            "nthread": self.nthread,
+            "seed": seed,
+            "verbosity": 0,
+        }
 
 
 def model_input(feature_rows: NDArray[np.float64], direction: int) -> NDArray[np.float64]:
@@ -199,11 +207,14 @@ def score(y: NDArray[np.int8], p: NDArray[np.float64], train_samples: int) -> Me
     hit_rate, predicted = backtest.precision_at(y, p, HIT_THRESHOLD)
     base_rate = float((y == 1).sum() / len(y)) if len(y) else float("nan")
     return Metrics(
-        auc=backtest.roc_auc(y, p), log_loss=backtest.log_loss(y, p),
+        auc=backtest.roc_auc(y, p),
+        log_loss=backtest.log_loss(y, p),
         hit_rate=hit_rate if predicted else 0.0,
-        predicted_positive=predicted, train_samples=train_samples, holdout_samples=len(y),
+        predicted_positive=predicted,
+        train_samples=train_samples,
+        holdout_samples=len(y),
         base_rate=base_rate,
-    )  # fmt: skip
+    )
 
 
 def train_model(
@@ -237,11 +248,16 @@ def train_model(
         score(ds.y[hold], p, len(train)), train_seconds=round(train_seconds, 3)
     )
     meta = ModelMeta(
-        feature_schema=features.FEATURE_SCHEMA, column_names=COLUMN_NAMES,
-        take_profit_pct=ds.take_profit_pct, stop_loss_pct=ds.stop_loss_pct,
-        horizon_bars=ds.horizon_bars, params={**booster_params, "rounds": params.rounds},
-        seed=seed, metrics=metrics, trained_ms=time.time_ns() // 1_000_000,
-    )  # fmt: skip
+        feature_schema=features.FEATURE_SCHEMA,
+        column_names=COLUMN_NAMES,
+        take_profit_pct=ds.take_profit_pct,
+        stop_loss_pct=ds.stop_loss_pct,
+        horizon_bars=ds.horizon_bars,
+        params={**booster_params, "rounds": params.rounds},
+        seed=seed,
+        metrics=metrics,
+        trained_ms=time.time_ns() // 1_000_000,
+    )
     return TrainedModel(blob, meta, hold, p, train)
 
 
@@ -249,13 +265,20 @@ def model_record(meta: ModelMeta, status: str = "candidate") -> ModelVersionReco
     """Return the PostgreSQL row of a trained model (version 0; the meta under params["meta"])."""
     m = meta.metrics
     return ModelVersionRecord(
-        created_ms=meta.trained_ms, feature_schema=meta.feature_schema,
-        sample_count=m.train_samples + m.holdout_samples, auc=m.auc, log_loss=m.log_loss,
-        hit_rate=m.hit_rate, params={META_KEY: msgspec.to_builtins(meta)},
-        label=LabelSpec(take_profit_pct=meta.take_profit_pct, stop_loss_pct=meta.stop_loss_pct,
-                        horizon_bars=meta.horizon_bars),
+        created_ms=meta.trained_ms,
+        feature_schema=meta.feature_schema,
+        sample_count=m.train_samples + m.holdout_samples,
+        auc=m.auc,
+        log_loss=m.log_loss,
+        hit_rate=m.hit_rate,
+        params={META_KEY: msgspec.to_builtins(meta)},
+        label=LabelSpec(
+            take_profit_pct=meta.take_profit_pct,
+            stop_loss_pct=meta.stop_loss_pct,
+            horizon_bars=meta.horizon_bars,
+        ),
         status=status,
-    )  # fmt: skip
+    )
 
 
 def meta_of(record: ModelVersionRecord) -> ModelMeta:

@@ -59,8 +59,11 @@ DMS_KINDS = ("dms_silence", "dms_blind")
 KILL_SWITCH_PREFIX = "kill_switch_"
 AUDIT_FIELDS = ("realized_pnl", "commission", "funding")
 FILL_FIELDS = ("realized_pnl", "commission")  # what userTrades carries
-INCOME_FIELDS = {"REALIZED_PNL": "realized_pnl", "COMMISSION": "commission",
-                 "FUNDING_FEE": "funding"}  # fmt: skip
+INCOME_FIELDS = {
+    "REALIZED_PNL": "realized_pnl",
+    "COMMISSION": "commission",
+    "FUNDING_FEE": "funding",
+}
 TEXT_MAX_CHARS = 4000  # Telegram refuses messages past 4096
 TEXT_LINE_CHARS = 80  # each listed item is cut here, so the caps below bound the whole text
 TEXT_MAX_SYMBOLS = 15
@@ -172,8 +175,9 @@ def ledger_audit(
     recorded: dict[tuple[str, str], Decimal] = {}
     exchange: dict[tuple[str, str], Decimal] = {}
     for t in closed:
-        for field, value in zip(AUDIT_FIELDS, (t.gross_pnl_usdt, t.fees_usdt, t.funding_usdt),
-                                strict=True):  # fmt: skip
+        for field, value in zip(
+            AUDIT_FIELDS, (t.gross_pnl_usdt, t.fees_usdt, t.funding_usdt), strict=True
+        ):
             recorded[t.symbol, field] = recorded.get((t.symbol, field), ZERO) + (value or ZERO)
     for row in income:
         kind = INCOME_FIELDS.get(row.income_type)
@@ -195,17 +199,21 @@ def ledger_audit(
                         key = (t.symbol, "commission")
                         by_fills[key] = by_fills.get(key, ZERO) + f.commission
         mine = {k: v for k, v in recorded.items() if k[1] in FILL_FIELDS}
-        more, more_differences = _compare(mine, by_fills, FILL_FIELDS, "user_trades",
-                                          tolerance_usdt)  # fmt: skip
+        more, more_differences = _compare(
+            mine, by_fills, FILL_FIELDS, "user_trades", tolerance_usdt
+        )
         lines += more
         differences += more_differences
     return Audit(lines=tuple(lines), differences=tuple(differences), is_checked=True)
 
 
 def _compare(
-    recorded: dict[tuple[str, str], Decimal], exchange: dict[tuple[str, str], Decimal],
-    fields: Sequence[str], source: str, tolerance_usdt: Decimal,
-) -> tuple[list[AuditLine], list[AuditLine]]:  # fmt: skip
+    recorded: dict[tuple[str, str], Decimal],
+    exchange: dict[tuple[str, str], Decimal],
+    fields: Sequence[str],
+    source: str,
+    tolerance_usdt: Decimal,
+) -> tuple[list[AuditLine], list[AuditLine]]:
     """Return the lines per symbol and field plus a total per field, and those past the
     tolerance (a total only when no symbol line of its field is: it would repeat them)."""
     symbols = sorted({s for s, _ in recorded} | {s for s, _ in exchange})
@@ -213,9 +221,14 @@ def _compare(
     differences = [a for a in lines if abs(a.difference_usdt) > tolerance_usdt]
     for field in fields:
         of_field = [a for a in lines if a.field == field]
-        total = AuditLine("", field, _sum(a.recorded_usdt for a in of_field),
-                          _sum(a.exchange_usdt for a in of_field),
-                          _sum(a.difference_usdt for a in of_field), source)  # fmt: skip
+        total = AuditLine(
+            "",
+            field,
+            _sum(a.recorded_usdt for a in of_field),
+            _sum(a.exchange_usdt for a in of_field),
+            _sum(a.difference_usdt for a in of_field),
+            source,
+        )
         lines.append(total)
         is_explained = any(a.field == field for a in differences)
         if abs(total.difference_usdt) > tolerance_usdt and not is_explained:
@@ -224,9 +237,12 @@ def _compare(
 
 
 def _audit_line(
-    symbol: str, field: str, recorded: dict[tuple[str, str], Decimal],
-    exchange: dict[tuple[str, str], Decimal], source: str,
-) -> AuditLine:  # fmt: skip
+    symbol: str,
+    field: str,
+    recorded: dict[tuple[str, str], Decimal],
+    exchange: dict[tuple[str, str], Decimal],
+    source: str,
+) -> AuditLine:
     mine, theirs = recorded.get((symbol, field), ZERO), exchange.get((symbol, field), ZERO)
     return AuditLine(symbol, field, mine, theirs, mine - theirs, source)
 
@@ -250,9 +266,13 @@ def _drawdown(
 
 
 def build_daily_report(
-    day: str, trades: Sequence[TradeRecord], alerts: Sequence[Alert],
-    model: ModelVersionRecord | None, start_equity_usdt: Decimal | None, audit: Audit,
-) -> DailyReport:  # fmt: skip
+    day: str,
+    trades: Sequence[TradeRecord],
+    alerts: Sequence[Alert],
+    model: ModelVersionRecord | None,
+    start_equity_usdt: Decimal | None,
+    audit: Audit,
+) -> DailyReport:
     """Return the day's report; trades and alerts outside the day are ignored."""
     start_ms, end_ms = day_bounds_ms(day)
     in_day = [t for t in trades if t.exit_ms is not None and start_ms <= t.exit_ms < end_ms]
@@ -267,24 +287,35 @@ def build_daily_report(
         curve.append((t.exit_ms or 0, equity))
     drawdown_usdt, drawdown_pct = _drawdown(start_equity_usdt, curve)
     per_symbol = tuple(
-        SymbolLine(symbol, len(mine), sum(t.is_win is True for t in mine),
-                   _sum(t.net_pnl_usdt for t in mine))
+        SymbolLine(
+            symbol,
+            len(mine),
+            sum(t.is_win is True for t in mine),
+            _sum(t.net_pnl_usdt for t in mine),
+        )
         for symbol in sorted({t.symbol for t in real})
         for mine in [[t for t in real if t.symbol == symbol]]
-    )  # fmt: skip
+    )
     kinds = [a.kind for a in alerts if start_ms <= a.ts_ms < end_ms]
     wins = sum(t.is_win is True for t in real)
     virtual_wins = sum(t.is_win is True for t in virtual)
     return DailyReport(
-        day=day, start_ms=start_ms, end_ms=end_ms, trades=len(real), wins=wins,
+        day=day,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        trades=len(real),
+        wins=wins,
         win_rate=_rate(wins, len(real)),
         gross_pnl_usdt=_sum(t.gross_pnl_usdt for t in real),
         fees_usdt=_sum(t.fees_usdt for t in real),
         funding_usdt=_sum(t.funding_usdt for t in real),
         net_pnl_usdt=_sum(nets),
         profit_factor=float(_sum(n for n in nets if n > 0) / losses) if losses else None,
-        max_drawdown_usdt=drawdown_usdt, max_drawdown_pct=drawdown_pct,
-        start_equity_usdt=start_equity_usdt, equity_curve=tuple(curve), per_symbol=per_symbol,
+        max_drawdown_usdt=drawdown_usdt,
+        max_drawdown_pct=drawdown_pct,
+        start_equity_usdt=start_equity_usdt,
+        equity_curve=tuple(curve),
+        per_symbol=per_symbol,
         virtual_trades=len(virtual),
         virtual_win_rate=_rate(virtual_wins, len(virtual)) if virtual else None,
         model_version=model.version if model else None,
@@ -296,7 +327,7 @@ def build_daily_report(
         kill_switch_events=sum(k.startswith(KILL_SWITCH_PREFIX) for k in kinds),
         alerts_by_kind=tuple(sorted(Counter(kinds).items())),
         audit=audit,
-    )  # fmt: skip
+    )
 
 
 def _usdt(value: Decimal, signed: bool = True) -> str:
@@ -325,13 +356,17 @@ def _model_text(r: DailyReport) -> str:
 
 
 def _events_text(r: DailyReport) -> str:
-    return (f"restarts {r.restarts}, back-offs {r.backoffs}, dead-man's switch {r.dms_events}, "
-            f"kill switch {r.kill_switch_events}")  # fmt: skip
+    return (
+        f"restarts {r.restarts}, back-offs {r.backoffs}, dead-man's switch {r.dms_events}, "
+        f"kill switch {r.kill_switch_events}"
+    )
 
 
 def _audit_line_text(a: AuditLine) -> str:
-    return (f"{a.symbol or 'total'} {a.field} ({a.source}): recorded {a.recorded_usdt} "
-            f"exchange {a.exchange_usdt} difference {a.difference_usdt}")  # fmt: skip
+    return (
+        f"{a.symbol or 'total'} {a.field} ({a.source}): recorded {a.recorded_usdt} "
+        f"exchange {a.exchange_usdt} difference {a.difference_usdt}"
+    )
 
 
 def _audit_status(audit: Audit) -> str:
@@ -364,9 +399,13 @@ def render_text(report: DailyReport) -> str:
     ]
     if r.per_symbol:
         lines.append("per symbol:")
-        lines += _capped([f"{s.symbol}: {s.trades} trades, {s.wins} wins, "
-                          f"{_usdt(s.net_pnl_usdt)} USDT" for s in r.per_symbol],
-                         TEXT_MAX_SYMBOLS)  # fmt: skip
+        lines += _capped(
+            [
+                f"{s.symbol}: {s.trades} trades, {s.wins} wins, {_usdt(s.net_pnl_usdt)} USDT"
+                for s in r.per_symbol
+            ],
+            TEXT_MAX_SYMBOLS,
+        )
     lines.append(f"model: {_model_text(r)}")
     lines.append(f"events: {_events_text(r)}")
     if r.alerts_by_kind:
@@ -392,27 +431,34 @@ def _equity_svg(report: DailyReport) -> str:
         x = SVG_PAD + (width * (ms - r.start_ms) / span_ms if span_ms else 0)
         y = SVG_PAD + (height * float((high - equity) / span_usdt) if span_usdt else height / 2)
         coords.append(f"{x:.1f},{y:.1f}")
-    labels = (f'<text x="{SVG_PAD + 4}" y="{SVG_PAD + 12}">{html.escape(_usdt(high, False))}'
-              f'</text><text x="{SVG_PAD + 4}" y="{SVG_HEIGHT - SVG_PAD - 4}">'
-              f"{html.escape(_usdt(low, False))}</text>")  # fmt: skip
-    return (f'<svg width="{SVG_WIDTH}" height="{SVG_HEIGHT}" '
-            f'viewBox="0 0 {SVG_WIDTH} {SVG_HEIGHT}" role="img" aria-label="equity curve" '
-            f'font-size="11" fill="#555"><rect width="100%" height="100%" fill="#fafafa" '
-            f'stroke="#ccc"/>{labels}<polyline fill="none" stroke="#1f6feb" stroke-width="2" '
-            f'points="{" ".join(coords)}"/></svg>')  # fmt: skip
+    labels = (
+        f'<text x="{SVG_PAD + 4}" y="{SVG_PAD + 12}">{html.escape(_usdt(high, False))}'
+        f'</text><text x="{SVG_PAD + 4}" y="{SVG_HEIGHT - SVG_PAD - 4}">'
+        f"{html.escape(_usdt(low, False))}</text>"
+    )
+    return (
+        f'<svg width="{SVG_WIDTH}" height="{SVG_HEIGHT}" '
+        f'viewBox="0 0 {SVG_WIDTH} {SVG_HEIGHT}" role="img" aria-label="equity curve" '
+        f'font-size="11" fill="#555"><rect width="100%" height="100%" fill="#fafafa" '
+        f'stroke="#ccc"/>{labels}<polyline fill="none" stroke="#1f6feb" stroke-width="2" '
+        f'points="{" ".join(coords)}"/></svg>'
+    )
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
-                   for row in rows)  # fmt: skip
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
-         "table{border-collapse:collapse;margin:.5em 0}"
-         "td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}"
-         ".bad{color:#b00}.ok{color:#070}")  # fmt: skip
+STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
+    "table{border-collapse:collapse;margin:.5em 0}"
+    "td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}"
+    ".bad{color:#b00}.ok{color:#070}"
+)
 
 
 def render_html(report: DailyReport) -> str:
@@ -421,39 +467,68 @@ def render_html(report: DailyReport) -> str:
     figures = [
         ("net PnL after fees and funding (USDT)", _usdt(r.net_pnl_usdt)),
         ("gross PnL (USDT)", _usdt(r.gross_pnl_usdt)),
-        ("fees (USDT)", _usdt(r.fees_usdt, False)), ("funding (USDT)", _usdt(r.funding_usdt)),
-        ("trades", r.trades), ("wins", r.wins), ("win rate", _percent(r.win_rate)),
-        ("profit factor", _factor(r.profit_factor)), ("max drawdown", _drawdown_text(r)),
+        ("fees (USDT)", _usdt(r.fees_usdt, False)),
+        ("funding (USDT)", _usdt(r.funding_usdt)),
+        ("trades", r.trades),
+        ("wins", r.wins),
+        ("win rate", _percent(r.win_rate)),
+        ("profit factor", _factor(r.profit_factor)),
+        ("max drawdown", _drawdown_text(r)),
         ("start equity (USDT)", "n/a" if r.start_equity_usdt is None else r.start_equity_usdt),
         ("virtual trades", r.virtual_trades),
-        ("virtual win rate", _percent(r.virtual_win_rate)), ("model", _model_text(r)),
+        ("virtual win rate", _percent(r.virtual_win_rate)),
+        ("model", _model_text(r)),
         ("events", _events_text(r)),
-    ]  # fmt: skip
+    ]
     status = _audit_status(r.audit)
     css = "ok" if r.audit.is_checked and not r.audit.differences else "bad"
     # A total is marked too when the symbol lines of its field already carry the difference.
     differing = {(d.symbol, d.field, d.source) for d in r.audit.differences}
     differing |= {("", field, source) for _, field, source in differing}
-    audit_rows = [(a.symbol or "total", a.field, a.source, a.recorded_usdt, a.exchange_usdt,
-                   a.difference_usdt,
-                   "differs" if (a.symbol, a.field, a.source) in differing else "ok")
-                  for a in r.audit.lines or r.audit.differences]  # fmt: skip
+    audit_rows = [
+        (
+            a.symbol or "total",
+            a.field,
+            a.source,
+            a.recorded_usdt,
+            a.exchange_usdt,
+            a.difference_usdt,
+            "differs" if (a.symbol, a.field, a.source) in differing else "ok",
+        )
+        for a in r.audit.lines or r.audit.differences
+    ]
     parts = [
         "<!DOCTYPE html>",
         f'<html lang="en"><head><meta charset="utf-8"><title>Daily report '
         f"{html.escape(r.day)}</title><style>{STYLE}</style></head><body>",
         f"<h1>Daily report {html.escape(r.day)} (UTC)</h1>",
         _table(("figure", "value"), figures),
-        "<h2>Equity (USDT)</h2>", _equity_svg(r),
+        "<h2>Equity (USDT)</h2>",
+        _equity_svg(r),
         "<h2>Per symbol</h2>",
-        _table(("symbol", "trades", "wins", "net PnL (USDT)"),
-               ((s.symbol, s.trades, s.wins, _usdt(s.net_pnl_usdt)) for s in r.per_symbol)),
-        "<h2>Alerts</h2>", _table(("kind", "count"), r.alerts_by_kind),
+        _table(
+            ("symbol", "trades", "wins", "net PnL (USDT)"),
+            ((s.symbol, s.trades, s.wins, _usdt(s.net_pnl_usdt)) for s in r.per_symbol),
+        ),
+        "<h2>Alerts</h2>",
+        _table(("kind", "count"), r.alerts_by_kind),
         f'<h2>Ledger audit</h2><p class="{css}">{html.escape(status)}</p>',
-        _table(("symbol", "field", "checked against", "recorded (USDT)", "exchange (USDT)",
-                "difference (USDT)", "status"), audit_rows) if audit_rows else "",
+        _table(
+            (
+                "symbol",
+                "field",
+                "checked against",
+                "recorded (USDT)",
+                "exchange (USDT)",
+                "difference (USDT)",
+                "status",
+            ),
+            audit_rows,
+        )
+        if audit_rows
+        else "",
         "</body></html>",
-    ]  # fmt: skip
+    ]
     return "\n".join(parts)
 
 

@@ -75,8 +75,9 @@ class TradeRecord(msgspec.Struct, frozen=True, kw_only=True, tag="trade", tag_fi
         return self.exit_ms is not None
 
 
-class PositionEntry(msgspec.Struct, frozen=True, kw_only=True, tag="position_entry",
-                    tag_field="kind"):  # fmt: skip
+class PositionEntry(
+    msgspec.Struct, frozen=True, kw_only=True, tag="position_entry", tag_field="kind"
+):
     """Which signal opened a position on a symbol, and when; keyed by signal_id."""
 
     v: int = SCHEMA_VERSION
@@ -85,8 +86,9 @@ class PositionEntry(msgspec.Struct, frozen=True, kw_only=True, tag="position_ent
     entry_ms: int
 
 
-class PromotionDecision(msgspec.Struct, frozen=True, kw_only=True, tag="promotion_decision",
-                        tag_field="kind"):  # fmt: skip
+class PromotionDecision(
+    msgspec.Struct, frozen=True, kw_only=True, tag="promotion_decision", tag_field="kind"
+):
     """A champion/challenger verdict (or a rollback); keyed by (challenger_version, decided_ms)."""
 
     v: int = SCHEMA_VERSION

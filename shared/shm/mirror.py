@@ -20,8 +20,9 @@ async def mirror_heartbeat(cache: Cache, process: str, interval_s: float) -> Non
     """Write the process's heartbeat mirror every `interval_s`, forever (until cancelled)."""
     ttl_ms = int(3000 * interval_s)
     while True:
-        beat = bus.BusHeartbeat(ts_ms=time.time_ns() // 1_000_000, source=process,
-                                pid=os.getpid(), published=0)  # fmt: skip
+        beat = bus.BusHeartbeat(
+            ts_ms=time.time_ns() // 1_000_000, source=process, pid=os.getpid(), published=0
+        )
         try:
             await cache.write_heartbeat(process, bus.encode(beat), ttl_ms)
         except CacheUnavailableError:

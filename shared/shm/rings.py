@@ -180,8 +180,9 @@ class KlineWriter:
         v.mark_floats[i, K_PRICE] = price
         write_end(v.mark_seqs, i)
 
-    def set_marks(self, symbols: Sequence[str], prices: Sequence[float],
-                  times_ms: Sequence[int]) -> None:  # fmt: skip
+    def set_marks(
+        self, symbols: Sequence[str], prices: Sequence[float], times_ms: Sequence[int]
+    ) -> None:
         """Store the marks of many symbols (one `!markPrice@arr` frame) in one write: every
         record of the batch is odd while the values are stored, as with `set_mark`, but in three
         vector stores instead of a Python call per symbol. A symbol named twice keeps its last.
@@ -362,10 +363,15 @@ class KlineReader:
         out = [
             WindowView(symbol, rings[i][start:end], seq, v, i, room)
             for symbol, i, seq, start, end, room in zip(
-                symbols, slots.tolist(), seq_before.tolist(), starts.tolist(), ends.tolist(),
-                rooms.tolist(), strict=True,
+                symbols,
+                slots.tolist(),
+                seq_before.tolist(),
+                starts.tolist(),
+                ends.tolist(),
+                rooms.tolist(),
+                strict=True,
             )
-        ]  # fmt: skip
+        ]
         for j in np.flatnonzero(is_unstable).tolist():
             out[j] = self.view(symbols[j], bars)  # being written: bounded retries
         return out

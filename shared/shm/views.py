@@ -138,9 +138,15 @@ class WindowBlock:
 
     __slots__ = ("_first", "_room", "_views", "rows", "seqs", "symbols")
 
-    def __init__(self, symbols: tuple[str, ...], rows: npt.NDArray[np.float64],
-                 seqs: npt.NDArray[np.int64], views: SegmentViews, first: int,
-                 room: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        symbols: tuple[str, ...],
+        rows: npt.NDArray[np.float64],
+        seqs: npt.NDArray[np.int64],
+        views: SegmentViews,
+        first: int,
+        room: int,
+    ) -> None:
         self.symbols = symbols
         self.rows = rows
         self.seqs = seqs

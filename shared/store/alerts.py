@@ -37,8 +37,13 @@ class Alerter:
         self.sent += 1
         if self.cache is None:
             return True
-        alert = g.Alert(kind=kind, source=self.source, detail=detail,
-                        ts_ms=time.time_ns() // 1_000_000, symbol=symbol)  # fmt: skip
+        alert = g.Alert(
+            kind=kind,
+            source=self.source,
+            detail=detail,
+            ts_ms=time.time_ns() // 1_000_000,
+            symbol=symbol,
+        )
         try:
             await self.cache.add_alert(g.encode(alert))
         except CacheUnavailableError as e:

@@ -315,26 +315,57 @@ class Database:
             case OrderIntent():
                 r = record
                 args: tuple[Any, ...] = (
-                    _UPSERT_INTENT, r.client_id, r.signal_id, r.symbol, r.side, r.quantity,
-                    r.leverage, r.confidence, r.model_version, r.status, r.detail, r.created_ms,
+                    _UPSERT_INTENT,
+                    r.client_id,
+                    r.signal_id,
+                    r.symbol,
+                    r.side,
+                    r.quantity,
+                    r.leverage,
+                    r.confidence,
+                    r.model_version,
+                    r.status,
+                    r.detail,
+                    r.created_ms,
                     r.updated_ms,
-                )  # fmt: skip
+                )
             case TradeRecord():
                 t = record
                 args = (
-                    _UPSERT_TRADE, t.trade_id, t.is_virtual, t.symbol, t.side, t.quantity,
-                    t.entry_price, t.entry_ms, t.exit_price, t.exit_ms, t.exit_reason,
-                    t.gross_pnl_usdt, t.fees_usdt, t.funding_usdt, t.net_pnl_usdt, t.is_win,
-                    t.confidence, t.model_version, t.feature_schema, list(t.features),
-                )  # fmt: skip
+                    _UPSERT_TRADE,
+                    t.trade_id,
+                    t.is_virtual,
+                    t.symbol,
+                    t.side,
+                    t.quantity,
+                    t.entry_price,
+                    t.entry_ms,
+                    t.exit_price,
+                    t.exit_ms,
+                    t.exit_reason,
+                    t.gross_pnl_usdt,
+                    t.fees_usdt,
+                    t.funding_usdt,
+                    t.net_pnl_usdt,
+                    t.is_win,
+                    t.confidence,
+                    t.model_version,
+                    t.feature_schema,
+                    list(t.features),
+                )
             case PositionEntry():
                 args = (_UPSERT_ENTRY, record.signal_id, record.symbol, record.entry_ms)
             case PromotionDecision():
                 d = record
                 args = (
-                    _UPSERT_DECISION, d.decided_ms, d.challenger_version, d.champion_version,
-                    d.is_promoted, d.is_rollback, d.detail,
-                )  # fmt: skip
+                    _UPSERT_DECISION,
+                    d.decided_ms,
+                    d.challenger_version,
+                    d.champion_version,
+                    d.is_promoted,
+                    d.is_rollback,
+                    d.detail,
+                )
         await self._run(f"write {type(record).__name__}", lambda conn: conn.execute(*args))
 
     async def load_order_intent(self, client_id: str) -> OrderIntent | None:
@@ -424,8 +455,18 @@ class Database:
             "$10) RETURNING version"
         )
         m = meta
-        values = (m.created_ms, m.feature_schema, m.sample_count, m.auc, m.log_loss, m.hit_rate,
-                  m.params, m.label, m.status, blob)  # fmt: skip
+        values = (
+            m.created_ms,
+            m.feature_schema,
+            m.sample_count,
+            m.auc,
+            m.log_loss,
+            m.hit_rate,
+            m.params,
+            m.label,
+            m.status,
+            blob,
+        )
         version: int = await self._run("save_model", lambda conn: conn.fetchval(sql, *values))
         return version
 
@@ -560,9 +601,13 @@ class Database:
         return await self._transition("rollback", op)
 
 
-async def connect_until_up(dsn: str, command_timeout_s: float, logger: EventLogger,
-                           retry_s: float, on_wait: Callable[[], object] | None = None,
-                           ) -> Database:  # fmt: skip
+async def connect_until_up(
+    dsn: str,
+    command_timeout_s: float,
+    logger: EventLogger,
+    retry_s: float,
+    on_wait: Callable[[], object] | None = None,
+) -> Database:
     """Connect and apply the migrations, retrying every `retry_s` while PostgreSQL is unavailable
     (down, starting, or its database not created yet). `on_wait` runs after each failed attempt.
     Raises DatabaseRejectedError / MigrationError, which retrying cannot fix."""

@@ -59,8 +59,11 @@ class Stack:
     def ctl(self, *args: str) -> str:
         proc = subprocess.run(
             [str(REPO_ROOT / "scripts" / "ctl"), *args],
-            env=self.env, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         return proc.stdout + proc.stderr
 
     def pid(self, program: str) -> int:
@@ -104,8 +107,11 @@ def start_stack(
     stack = Stack(env, run_dir, paper_port, reporter_port)
     started = subprocess.run(
         [str(REPO_ROOT / "scripts" / "run-paper")],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     try:
         assert started.returncode == 0, started.stdout + started.stderr
         yield stack

@@ -37,8 +37,9 @@ def signed(stack: Stack, method: str, path: str, **params: Any) -> Any:
     cfg = load_config("paper", env={"SLT_CONFIG": stack.env["SLT_CONFIG"]})
 
     async def use(client: BinanceTestClient) -> Any:
-        reply = await client.signed(method, path, params, key=cfg.exchange.api_key,
-                                    secret=cfg.exchange.api_secret)  # fmt: skip
+        reply = await client.signed(
+            method, path, params, key=cfg.exchange.api_key, secret=cfg.exchange.api_secret
+        )
         assert reply.status == 200, reply.text
         return reply.body
 
@@ -103,12 +104,26 @@ def test_dead_mans_switch_flattens_when_the_feed_is_silenced(stack: Stack) -> No
     time.sleep(4 * GUARD_BEAT_S)
     stack.ctl("stop", "watchdog")  # otherwise it restarts the hung feed before the deadline
     stack.ctl("stop", "trader")  # the switch needs the feed *and* the trader silent (rule 12)
-    signed(stack, "POST", "/fapi/v1/order", symbol="BTCUSDT", side="BUY", type="MARKET",
-           quantity="0.02")  # fmt: skip
-    signed(stack, "POST", "/fapi/v1/order", symbol="ETHUSDT", side="SELL", type="MARKET",
-           quantity="1")  # fmt: skip
-    stops = lambda: [o for o in signed(stack, "GET", "/fapi/v1/openAlgoOrders")  # noqa: E731
-                     if o["clientAlgoId"].startswith("slt-")]  # fmt: skip
+    signed(
+        stack,
+        "POST",
+        "/fapi/v1/order",
+        symbol="BTCUSDT",
+        side="BUY",
+        type="MARKET",
+        quantity="0.02",
+    )
+    signed(
+        stack, "POST", "/fapi/v1/order", symbol="ETHUSDT", side="SELL", type="MARKET", quantity="1"
+    )
+
+    def stops() -> list[dict[str, Any]]:
+        return [
+            o
+            for o in signed(stack, "GET", "/fapi/v1/openAlgoOrders")
+            if o["clientAlgoId"].startswith("slt-")
+        ]
+
     eventually(lambda: len(stops()) == 2, 30, 0.2)
     feed = stack.pid("feed")
     os.kill(feed, signal.SIGSTOP)
@@ -144,8 +159,15 @@ def our_stops(stack: Stack, symbol: str = "BTCUSDT") -> list[dict[str, Any]]:
 
 
 def test_price_through_the_stop_closes_the_position(stack: Stack) -> None:
-    signed(stack, "POST", "/fapi/v1/order", symbol="BTCUSDT", side="BUY", type="MARKET",
-           quantity="0.02")  # fmt: skip
+    signed(
+        stack,
+        "POST",
+        "/fapi/v1/order",
+        symbol="BTCUSDT",
+        side="BUY",
+        type="MARKET",
+        quantity="0.02",
+    )
     eventually(lambda: len(our_stops(stack)) == 1, 30, 0.2)
     trigger = Decimal(our_stops(stack)[0]["triggerPrice"])
     control(stack, "/_sim/price", symbol="BTCUSDT", price=str(trigger * Decimal("0.99")))
@@ -156,8 +178,15 @@ def test_price_through_the_stop_closes_the_position(stack: Stack) -> None:
 def test_killed_guard_the_exchange_stop_closes_and_the_restart_doubles_nothing(
     stack: Stack,
 ) -> None:
-    signed(stack, "POST", "/fapi/v1/order", symbol="BTCUSDT", side="SELL", type="MARKET",
-           quantity="0.02")  # fmt: skip
+    signed(
+        stack,
+        "POST",
+        "/fapi/v1/order",
+        symbol="BTCUSDT",
+        side="SELL",
+        type="MARKET",
+        quantity="0.02",
+    )
     eventually(lambda: len(our_stops(stack)) == 1, 30, 0.2)
     trigger = Decimal(our_stops(stack)[0]["triggerPrice"])
     stack.ctl("stop", "watchdog")
@@ -175,8 +204,15 @@ def test_killed_guard_the_exchange_stop_closes_and_the_restart_doubles_nothing(
 
 
 def test_dead_mans_switch_flattens_when_every_mark_source_is_stale(stack: Stack) -> None:
-    signed(stack, "POST", "/fapi/v1/order", symbol="BTCUSDT", side="BUY", type="MARKET",
-           quantity="0.02")  # fmt: skip
+    signed(
+        stack,
+        "POST",
+        "/fapi/v1/order",
+        symbol="BTCUSDT",
+        side="BUY",
+        type="MARKET",
+        quantity="0.02",
+    )
     eventually(lambda: len(our_stops(stack)) == 1, 30, 0.2)
     # The feed's sockets stall (it stays alive and beating) and the exchange clock stops, so the
     # price endpoints answer with the same old mark; order endpoints still work.

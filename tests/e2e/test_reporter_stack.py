@@ -87,17 +87,31 @@ def get(stack: Stack, path: str) -> bytes:
         return bytes(r.read())
 
 
-def trade(trade_id: str, symbol: str, exit_ms: int, gross: str, fees: str,
-          is_virtual: bool = False) -> TradeRecord:  # fmt: skip
+def trade(
+    trade_id: str, symbol: str, exit_ms: int, gross: str, fees: str, is_virtual: bool = False
+) -> TradeRecord:
     net = Decimal(gross) - Decimal(fees)
     return TradeRecord(
-        trade_id=trade_id, is_virtual=is_virtual, symbol=symbol, side="BUY",
-        quantity=Decimal("0.01"), entry_price=Decimal("100000"), entry_ms=exit_ms - 600_000,
-        exit_price=Decimal("100100"), exit_ms=exit_ms, exit_reason="take_profit",
-        gross_pnl_usdt=Decimal(gross), fees_usdt=Decimal(fees), funding_usdt=Decimal(0),
-        net_pnl_usdt=net, is_win=net > 0, confidence=0.6, model_version=1,
-        feature_schema="x", features=(),
-    )  # fmt: skip
+        trade_id=trade_id,
+        is_virtual=is_virtual,
+        symbol=symbol,
+        side="BUY",
+        quantity=Decimal("0.01"),
+        entry_price=Decimal("100000"),
+        entry_ms=exit_ms - 600_000,
+        exit_price=Decimal("100100"),
+        exit_ms=exit_ms,
+        exit_reason="take_profit",
+        gross_pnl_usdt=Decimal(gross),
+        fees_usdt=Decimal(fees),
+        funding_usdt=Decimal(0),
+        net_pnl_usdt=net,
+        is_win=net > 0,
+        confidence=0.6,
+        model_version=1,
+        feature_schema="x",
+        features=(),
+    )
 
 
 def insert_trades(stack: Stack) -> None:
@@ -134,15 +148,27 @@ def test_reporter_notifies_serves_status_and_reports_the_day(stand_ins: StandIns
         time.sleep(2.0)  # its first look at the open stops (known, not announced) is done
         # A position opened by hand: the guard adopts it, protects it and alerts; the alert
         # reaches both channels.
-        signed(stack, "POST", "/fapi/v1/order", symbol="BTCUSDT", side="BUY", type="MARKET",
-               quantity="0.002")  # fmt: skip
+        signed(
+            stack,
+            "POST",
+            "/fapi/v1/order",
+            symbol="BTCUSDT",
+            side="BUY",
+            type="MARKET",
+            quantity="0.002",
+        )
 
         def alerted(messages: list[str]) -> bool:
             return any("position_adopted" in m for m in messages)
 
         eventually(lambda: alerted(stand_ins.telegram) and alerted(stand_ins.discord), 60, 0.5)
-        eventually(lambda: any(m.startswith("stop placed: BTCUSDT SELL STOP_MARKET")
-                               for m in stand_ins.telegram), 30, 0.5)  # fmt: skip
+        eventually(
+            lambda: any(
+                m.startswith("stop placed: BTCUSDT SELL STOP_MARKET") for m in stand_ins.telegram
+            ),
+            30,
+            0.5,
+        )
 
         # The status page: every program and the protected position.
         def status() -> dict[str, Any]:
@@ -150,13 +176,22 @@ def test_reporter_notifies_serves_status_and_reports_the_day(stand_ins: StandIns
             return data
 
         def protected() -> bool:
-            return any(p["symbol"] == "BTCUSDT" and p["is_protected"]
-                       for p in status()["positions"])  # fmt: skip
+            return any(
+                p["symbol"] == "BTCUSDT" and p["is_protected"] for p in status()["positions"]
+            )
 
         eventually(protected, 30, 0.5)
         states = {p["name"]: p["state"] for p in status()["programs"]}
-        for program in ("paper-exchange", "redis", "postgres", "guard", "feed", "trader",
-                        "reporter", "watchdog"):  # fmt: skip
+        for program in (
+            "paper-exchange",
+            "redis",
+            "postgres",
+            "guard",
+            "feed",
+            "trader",
+            "reporter",
+            "watchdog",
+        ):
             assert states.get(program) == "RUNNING", states
         metrics = get(stack, "/metrics").decode()
         assert 'slt_program_up{program="guard"} 1' in metrics
@@ -171,9 +206,13 @@ def test_reporter_notifies_serves_status_and_reports_the_day(stand_ins: StandIns
 
         # The daily report of a day with inserted trades.
         insert_trades(stack)
-        proc = subprocess.run([str(Path(sys.executable).parent / "slt"), "report", "--date", DAY,
-                               "--send"], env=stack.env, capture_output=True, text=True,
-                              timeout=120)  # fmt: skip
+        proc = subprocess.run(
+            [str(Path(sys.executable).parent / "slt"), "report", "--date", DAY, "--send"],
+            env=stack.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         day = dt.date.fromisoformat(DAY)
         raw = query(stack, "SELECT body FROM daily_reports WHERE day = $1", day)[0]["body"]

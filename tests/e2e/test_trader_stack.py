@@ -79,13 +79,17 @@ def test_trader_trades_learns_and_loses_no_record_while_postgres_is_down() -> No
 
         eventually(lambda: len(real_trade()) > 0, 120, 0.5)
         first = real_trade()[0]
-        intent = query(stack, "SELECT status FROM order_intents WHERE signal_id = $1",
-                       first["trade_id"])  # fmt: skip
+        intent = query(
+            stack, "SELECT status FROM order_intents WHERE signal_id = $1", first["trade_id"]
+        )
         assert [r["status"] for r in intent] == ["filled"]
 
         def protected_or_closed() -> bool:
-            closed = query(stack, "SELECT 1 FROM trades WHERE trade_id = $1 AND exit_ms IS NOT "
-                           "NULL", first["trade_id"])  # fmt: skip
+            closed = query(
+                stack,
+                "SELECT 1 FROM trades WHERE trade_id = $1 AND exit_ms IS NOT NULL",
+                first["trade_id"],
+            )
             return bool(closed) or any(first["trade_id"] in cid for cid in our_stop_ids(stack))
 
         eventually(protected_or_closed, 10, 0.2)
@@ -102,8 +106,12 @@ def test_trader_trades_learns_and_loses_no_record_while_postgres_is_down() -> No
         # Every trade the trader logged as closed is in PostgreSQL, closed, exactly once.
         def all_recorded() -> bool:
             ids = logged_trade_ids(stack)
-            got = query(stack, "SELECT trade_id FROM trades WHERE exit_ms IS NOT NULL AND "
-                        "trade_id = ANY($1::text[])", list(ids))  # fmt: skip
+            got = query(
+                stack,
+                "SELECT trade_id FROM trades WHERE exit_ms IS NOT NULL AND "
+                "trade_id = ANY($1::text[])",
+                list(ids),
+            )
             return len(got) == len(ids)
 
         eventually(all_recorded, 60, 1.0)
@@ -111,8 +119,10 @@ def test_trader_trades_learns_and_loses_no_record_while_postgres_is_down() -> No
 
         # After 50 closed trades a challenger was trained and the decision recorded.
         def judged() -> list[asyncpg.Record]:
-            return query(stack, "SELECT detail FROM promotion_decisions WHERE detail LIKE "
-                         "'%50 closed trades%'")  # fmt: skip
+            return query(
+                stack,
+                "SELECT detail FROM promotion_decisions WHERE detail LIKE '%50 closed trades%'",
+            )
 
         eventually(lambda: len(judged()) > 0, 240, 1.0)
         assert "challenger_trained" in log.read_text()
@@ -134,8 +144,9 @@ def test_trader_trades_learns_and_loses_no_record_while_postgres_is_down() -> No
         ):
             out = slt(stack, "model", "rollback")
         else:
-            other = query(stack, "SELECT max(version) AS v FROM model_versions WHERE status <> "
-                          "'champion'")[0]["v"]  # fmt: skip
+            other = query(
+                stack, "SELECT max(version) AS v FROM model_versions WHERE status <> 'champion'"
+            )[0]["v"]
             out = slt(stack, "model", "promote", str(other))
         now = query(stack, "SELECT version FROM model_versions WHERE status = 'champion'")
         assert now != champion, out
@@ -154,7 +165,12 @@ def test_trader_trades_learns_and_loses_no_record_while_postgres_is_down() -> No
 
 
 def slt(stack: Stack, *args: str) -> str:
-    proc = subprocess.run([str(Path(sys.executable).parent / "slt"), *args], env=stack.env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "slt"), *args],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout

@@ -31,9 +31,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def mark(price: float, symbol: str = "BTCUSDT", seq: int = 0) -> MarkPrice:
     return MarkPrice(
-        ts_ms=1_748_217_660_000, source="feed", seq=seq, symbol=symbol, price=price,
-        index_price=price - 1, funding_rate=0.0001, next_funding_time_ms=1_748_246_400_000,
-    )  # fmt: skip
+        ts_ms=1_748_217_660_000,
+        source="feed",
+        seq=seq,
+        symbol=symbol,
+        price=price,
+        index_price=price - 1,
+        funding_rate=0.0001,
+        next_funding_time_ms=1_748_246_400_000,
+    )
 
 
 def run(test: Callable[[], Awaitable[None]]) -> None:
@@ -66,8 +72,9 @@ def test_subscriber_receives_only_subscribed_prefixes_in_order(instance: str) ->
             Publisher(endpoint, "feed") as pub,
             Subscriber([endpoint], ["mark.BTC", "heartbeat."]) as sub,
         ):
-            await until_connected(lambda: pub.publish("mark.BTCUSDT", mark(1.0)), sub,
-                                  "mark.BTCUSDT")  # fmt: skip
+            await until_connected(
+                lambda: pub.publish("mark.BTCUSDT", mark(1.0)), sub, "mark.BTCUSDT"
+            )
             for i in range(5):
                 pub.publish(mark_topic("ETHUSDT"), mark(2.0, "ETHUSDT"))
                 pub.publish(mark_topic("BTCUSDT"), mark(100.0 + i))
@@ -109,9 +116,11 @@ def test_skipped_seq_is_reported_as_a_gap(instance: str) -> None:
                 send(seq)
             got = await drain(sub)
             assert [(r.payload.seq, r.verdict.kind, r.verdict.missed) for r in got] == [
-                (2, SeqKind.NEXT, 0), (3, SeqKind.NEXT, 0), (7, SeqKind.GAP, 3),
+                (2, SeqKind.NEXT, 0),
+                (3, SeqKind.NEXT, 0),
+                (7, SeqKind.GAP, 3),
                 (8, SeqKind.NEXT, 0),
-            ]  # fmt: skip
+            ]
             assert got[2].verdict.needs_resync
             assert (sub.gaps, sub.missed) == (1, 3)
         sock.close(linger=0)
@@ -134,8 +143,9 @@ def test_messages_at_or_below_the_snapshot_seq_are_dropped(instance: str) -> Non
                 send("BTCUSDT", seq)
             got = await drain(sub)
             assert [(r.payload.seq, r.verdict.kind) for r in got] == [
-                (6, SeqKind.NEXT), (7, SeqKind.NEXT),
-            ]  # fmt: skip
+                (6, SeqKind.NEXT),
+                (7, SeqKind.NEXT),
+            ]
             assert sub.stale_dropped == 2
         sock.close(linger=0)
 
@@ -186,8 +196,9 @@ def test_late_subscriber_gets_later_messages_starting_with_first(instance: str) 
             for i in range(100):
                 pub.publish(mark_topic("BTCUSDT"), mark(float(i)))
             with Subscriber([endpoint], ["mark."]) as sub:
-                await until_connected(lambda: pub.publish("mark.BTCUSDT", mark(-1.0)), sub,
-                                      "mark.BTCUSDT")  # fmt: skip
+                await until_connected(
+                    lambda: pub.publish("mark.BTCUSDT", mark(-1.0)), sub, "mark.BTCUSDT"
+                )
                 first_seen = sub.sequences.last_seq("mark.BTCUSDT")
                 assert first_seen is not None and first_seen > 100
                 pub.publish(mark_topic("BTCUSDT"), mark(7.0))
@@ -232,8 +243,9 @@ def lock_holder(instance: str) -> subprocess.Popen[str]:
         "print('locked', flush=True)\n"
         "time.sleep(60)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                            text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None and proc.stdout.readline() == "locked\n"
     return proc
 
@@ -259,8 +271,9 @@ def test_publisher_and_subscriber_work_over_tcp() -> None:
     async def test() -> None:
         endpoint = f"tcp://127.0.0.1:{free_port()}"
         with Publisher(endpoint, "feed") as pub, Subscriber([endpoint], ["mark."]) as sub:
-            await until_connected(lambda: pub.publish("mark.BTCUSDT", mark(1.0)), sub,
-                                  "mark.BTCUSDT")  # fmt: skip
+            await until_connected(
+                lambda: pub.publish("mark.BTCUSDT", mark(1.0)), sub, "mark.BTCUSDT"
+            )
             seq = pub.publish(mark_topic("BTCUSDT"), mark(2.0))
             got = await drain(sub)
         assert [(r.payload.seq, r.verdict.kind) for r in got] == [(seq, SeqKind.NEXT)]
@@ -292,8 +305,10 @@ def test_subscriber_far_behind_its_high_water_mark_survives_and_reports_the_loss
     with Publisher(endpoint, "feed", hwm=100) as pub:
         proc = subprocess.Popen(
             [sys.executable, "-c", SLOW_SUBSCRIBER, endpoint],
-            cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "subscribed"
 
@@ -315,8 +330,9 @@ def test_drain_takes_a_queued_burst_in_order_then_receive_still_wakes(instance: 
     async def test() -> None:
         endpoint = bus_endpoint(instance, "feed")
         with Publisher(endpoint, "feed") as pub, Subscriber([endpoint], ["mark."]) as sub:
-            await until_connected(lambda: pub.publish("mark.BTCUSDT", mark(1.0)), sub,
-                                  "mark.BTCUSDT")  # fmt: skip
+            await until_connected(
+                lambda: pub.publish("mark.BTCUSDT", mark(1.0)), sub, "mark.BTCUSDT"
+            )
             assert sub.drain(10) == []  # nothing queued: returns at once
             for i in range(200):
                 pub.publish(mark_topic(f"S{i:03d}USDT"), mark(float(i), f"S{i:03d}USDT"))

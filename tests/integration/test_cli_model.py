@@ -36,8 +36,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             f.write("open_time,open,high,low,close,volume,close_time\n")
             for r in bars[-SLICE_BARS:].tolist():
                 open_ms = int(r[0])
-                f.write(f"{open_ms},{r[1]!r},{r[2]!r},{r[3]!r},{r[4]!r},{r[5]!r},"
-                        f"{open_ms + 59_999}\n")  # fmt: skip
+                f.write(
+                    f"{open_ms},{r[1]!r},{r[2]!r},{r[3]!r},{r[4]!r},{r[5]!r},{open_ms + 59_999}\n"
+                )
     return out
 
 
@@ -54,8 +55,14 @@ def _slt(*args: str, config: Path | None = None) -> subprocess.CompletedProcess[
     env["SLT_MODE"] = "paper"
     if config is not None:
         env["SLT_CONFIG"] = str(config)
-    return subprocess.run([sys.executable, "-m", "procs.cli", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=90)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "procs.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
 
 
 def _field(stdout: str, name: str) -> str:
@@ -65,8 +72,18 @@ def _field(stdout: str, name: str) -> str:
 
 
 def test_evaluate_prints_held_out_metrics_backtest_and_random_baseline(data_dir: Path) -> None:
-    done = _slt("evaluate", "--data-dir", str(data_dir), *FAST, "--draws", "20",
-                "--train-fraction", "0.7", "--threshold", "0.3")  # fmt: skip
+    done = _slt(
+        "evaluate",
+        "--data-dir",
+        str(data_dir),
+        *FAST,
+        "--draws",
+        "20",
+        "--train-fraction",
+        "0.7",
+        "--threshold",
+        "0.3",
+    )
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert 0.0 <= float(_field(out, "AUC")) <= 1.0
@@ -93,14 +110,16 @@ def test_train_without_save_prints_metrics_and_touches_no_database(data_dir: Pat
 def test_train_save_promote_then_model_list_promote_and_rollback(
     data_dir: Path, config_file: Path
 ) -> None:
-    first = _slt("train", "--data-dir", str(data_dir), *FAST, "--save", "--promote",
-                 config=config_file)  # fmt: skip
+    first = _slt(
+        "train", "--data-dir", str(data_dir), *FAST, "--save", "--promote", config=config_file
+    )
     assert first.returncode == 0, first.stderr
     assert "saved: model version 1 (candidate)" in first.stdout
     assert "model 1 no champion; challenger log-loss" in first.stdout
     # the same data and seed make the same model: its log-loss is not lower, so it is rejected
-    second = _slt("train", "--data-dir", str(data_dir), *FAST, "--save", "--promote",
-                  config=config_file)  # fmt: skip
+    second = _slt(
+        "train", "--data-dir", str(data_dir), *FAST, "--save", "--promote", config=config_file
+    )
     assert second.returncode == 0, second.stderr
     assert "model 2 kept champion" in second.stdout
     listed = _slt("model", "list", config=config_file)
@@ -128,8 +147,9 @@ def paper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaperExchangePro
 def test_fetch_history_pages_back_to_the_bars_asked_all_closed_and_contiguous(
     paper: PaperExchangeProcess,
 ) -> None:
-    cfg = dataclasses.replace(load_config("paper", env={}).exchange, rest_url=paper.rest_url,
-                              ws_url=paper.ws_url)  # fmt: skip
+    cfg = dataclasses.replace(
+        load_config("paper", env={}).exchange, rest_url=paper.rest_url, ws_url=paper.ws_url
+    )
 
     async def fetch() -> tuple[dict[str, np.ndarray], int]:
         async with ExchangeClient(cfg, logger=log.EventLogger("model-test")) as client:
@@ -148,8 +168,17 @@ def test_fetch_history_pages_back_to_the_bars_asked_all_closed_and_contiguous(
 def test_train_from_exchange_prints_metrics(paper: PaperExchangeProcess, tmp_path: Path) -> None:
     overlay = tmp_path / "exchange.toml"
     write_overlay(overlay, {"exchange": {"rest_url": paper.rest_url, "ws_url": paper.ws_url}})
-    done = _slt("train", "--from-exchange", "--bars", "2500", "--symbols", "BTCUSDT,ETHUSDT",
-                "--rounds", "30", config=overlay)  # fmt: skip
+    done = _slt(
+        "train",
+        "--from-exchange",
+        "--bars",
+        "2500",
+        "--symbols",
+        "BTCUSDT,ETHUSDT",
+        "--rounds",
+        "30",
+        config=overlay,
+    )
     assert done.returncode == 0, done.stderr
     assert "data: 2 symbols, 5000 bars" in done.stdout
     assert 0.0 <= float(_field(done.stdout, "AUC")) <= 1.0

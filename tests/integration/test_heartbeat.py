@@ -29,8 +29,10 @@ def test_beat_round_trips_every_field(instance: str) -> None:
     beat = read_heartbeats(instance)["feed"]
     assert (beat.process, beat.pid, beat.incarnation, beat.seq) == ("feed", os.getpid(), 1, 1)
     assert (beat.monotonic_ns, beat.wall_ms, beat.loop_lag_ms) == (
-        5_000_000_000, 1_748_217_660_000, 12.5,
-    )  # fmt: skip
+        5_000_000_000,
+        1_748_217_660_000,
+        12.5,
+    )
     assert beat.progress_ns == {name: 0 for name in PROGRESS_NAMES} | {"kline": 111, "mark": 222}
     assert beat.age_s(now_ns=7_000_000_000) == 2.0
     assert beat.progress_age_s("kline", now_ns=1_000_000_111) == 1.0
@@ -134,8 +136,10 @@ while True:
 def test_reader_never_sees_a_torn_slot_while_a_process_beats_flat_out(instance: str) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-c", BEATING_PROCESS, instance],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
         reader = HeartbeatReader(instance)

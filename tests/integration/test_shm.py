@@ -57,10 +57,19 @@ def start_writer(
 ) -> tuple[subprocess.Popen[str], str]:
     """Start tests/integration/shm_writer.py; return the process and its `ready ...` line."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.shm_writer", instance, ",".join(SYMBOLS),
-         str(window), str(bars)],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.shm_writer",
+            instance,
+            ",".join(SYMBOLS),
+            str(window),
+            str(bars),
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     writers.append(proc)
     assert proc.stdout is not None
     return proc, proc.stdout.readline().strip()

@@ -121,6 +121,7 @@ def test_reporter_token_in_a_config_file_is_rejected() -> None:
 def test_status_page_off_loopback_needs_a_token() -> None:
     with pytest.raises(ConfigError, match=r"reporter.host=0\.0\.0\.0 is not loopback"):
         load_config("paper", overlay={"reporter": {"host": "0.0.0.0"}}, env={})
-    cfg = load_config("paper", overlay={"reporter": {"host": "0.0.0.0"}},
-                      env={"SLT_STATUS_TOKEN": "t0ken"})  # fmt: skip
+    cfg = load_config(
+        "paper", overlay={"reporter": {"host": "0.0.0.0"}}, env={"SLT_STATUS_TOKEN": "t0ken"}
+    )
     assert cfg.reporter.host == "0.0.0.0"

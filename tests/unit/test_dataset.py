@@ -47,8 +47,9 @@ def _write_csv(path: Path, rows: NDArray[np.float64]) -> None:
     with gzip.open(path, "wt") as f:
         f.write("open_time,open,high,low,close,volume,close_time\n")
         for r in rows.tolist():
-            f.write(f"{int(r[0])},{r[1]!r},{r[2]!r},{r[3]!r},{r[4]!r},{r[5]!r},"
-                    f"{int(r[0]) + MIN - 1}\n")  # fmt: skip
+            f.write(
+                f"{int(r[0])},{r[1]!r},{r[2]!r},{r[3]!r},{r[4]!r},{r[5]!r},{int(r[0]) + MIN - 1}\n"
+            )
 
 
 def test_load_kline_csvs_merges_overlapping_files_in_time_order(
@@ -105,14 +106,26 @@ def test_build_dataset_rejects_a_zero_stride(histories: dict[str, NDArray[np.flo
 
 def _trade(ds: dataset.Dataset, row: int, **changes: object) -> TradeRecord:
     values: dict[str, object] = {
-        "trade_id": f"s{row}", "is_virtual": True, "symbol": "ETHUSDT", "side": "SELL",
-        "quantity": Decimal("0.5"), "entry_price": Decimal("2000"), "entry_ms": 1_748_300_070_000,
-        "exit_price": Decimal("1990"), "exit_ms": 1_748_300_070_000 + 150_000,
-        "exit_reason": "take_profit", "gross_pnl_usdt": Decimal("5"), "fees_usdt": Decimal("0.8"),
-        "funding_usdt": Decimal("0"), "net_pnl_usdt": Decimal("4.2"), "is_win": True,
-        "confidence": 0.6, "model_version": 1, "feature_schema": features.FEATURE_SCHEMA,
+        "trade_id": f"s{row}",
+        "is_virtual": True,
+        "symbol": "ETHUSDT",
+        "side": "SELL",
+        "quantity": Decimal("0.5"),
+        "entry_price": Decimal("2000"),
+        "entry_ms": 1_748_300_070_000,
+        "exit_price": Decimal("1990"),
+        "exit_ms": 1_748_300_070_000 + 150_000,
+        "exit_reason": "take_profit",
+        "gross_pnl_usdt": Decimal("5"),
+        "fees_usdt": Decimal("0.8"),
+        "funding_usdt": Decimal("0"),
+        "net_pnl_usdt": Decimal("4.2"),
+        "is_win": True,
+        "confidence": 0.6,
+        "model_version": 1,
+        "feature_schema": features.FEATURE_SCHEMA,
         "features": tuple(ds.X[row, :-1].tolist()),
-    }  # fmt: skip
+    }
     values.update(changes)
     return msgspec.convert(values, TradeRecord)
 

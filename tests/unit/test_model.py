@@ -28,8 +28,9 @@ def ds() -> dataset.Dataset:
 
 @pytest.fixture(scope="module")
 def trained(ds: dataset.Dataset) -> mdl.TrainedModel:
-    return mdl.train_model(ds, mdl.TrainParams(rounds=40, nthread=2), seed=1,
-                           holdout_fraction=HOLDOUT)  # fmt: skip
+    return mdl.train_model(
+        ds, mdl.TrainParams(rounds=40, nthread=2), seed=1, holdout_fraction=HOLDOUT
+    )
 
 
 def test_train_model_reports_held_out_metrics(
@@ -115,8 +116,15 @@ def test_from_blob_refuses_another_feature_schema(trained: mdl.TrainedModel) -> 
 
 
 def _metrics(log_loss: float, auc: float) -> mdl.Metrics:
-    return mdl.Metrics(auc=auc, log_loss=log_loss, hit_rate=0.5, predicted_positive=1,
-                       train_samples=10, holdout_samples=10, base_rate=0.5)  # fmt: skip
+    return mdl.Metrics(
+        auc=auc,
+        log_loss=log_loss,
+        hit_rate=0.5,
+        predicted_positive=1,
+        train_samples=10,
+        holdout_samples=10,
+        base_rate=0.5,
+    )
 
 
 CHAMPION = _metrics(log_loss=0.75, auc=0.75)
@@ -134,8 +142,9 @@ CHAMPION = _metrics(log_loss=0.75, auc=0.75)
     ],
 )
 def test_decide_promotion_boundaries(log_loss: float, auc: float, is_promoted: bool) -> None:
-    ok, detail = mdl.decide_promotion(CHAMPION, _metrics(log_loss, auc), min_improvement=0.125,
-                                      auc_tolerance=0.25)  # fmt: skip
+    ok, detail = mdl.decide_promotion(
+        CHAMPION, _metrics(log_loss, auc), min_improvement=0.125, auc_tolerance=0.25
+    )
     assert ok is is_promoted
     assert f"challenger log-loss {log_loss:.5f} AUC {auc:.4f}" in detail
     assert "champion log-loss 0.75000 AUC 0.7500" in detail
@@ -152,8 +161,10 @@ def test_score_model_of_the_champion_on_the_same_rows_matches_its_training_metri
 ) -> None:
     m = mdl.score_model(trained.model(), ds, trained.holdout_index, trained.metrics.train_samples)
     assert (m.auc, m.log_loss, m.predicted_positive) == (
-        trained.metrics.auc, trained.metrics.log_loss, trained.metrics.predicted_positive,
-    )  # fmt: skip
+        trained.metrics.auc,
+        trained.metrics.log_loss,
+        trained.metrics.predicted_positive,
+    )
 
 
 def test_decide_promotion_with_the_default_zero_improvement_keeps_an_equal_challenger() -> None:
@@ -182,8 +193,10 @@ def test_model_record_and_meta_of_round_trip_the_meta_through_json(
     record = mdl.model_record(trained.meta)
     assert (record.version, record.status) == (0, "candidate")
     assert (record.auc, record.log_loss, record.hit_rate) == (
-        trained.metrics.auc, trained.metrics.log_loss, trained.metrics.hit_rate,
-    )  # fmt: skip
+        trained.metrics.auc,
+        trained.metrics.log_loss,
+        trained.metrics.hit_rate,
+    )
     assert record.label.horizon_bars == trained.meta.horizon_bars
     # PostgreSQL keeps params as jsonb: the meta must survive JSON (no NaN anywhere)
     stored = msgspec.json.decode(msgspec.json.encode(record), type=ModelVersionRecord)
@@ -192,10 +205,17 @@ def test_model_record_and_meta_of_round_trip_the_meta_through_json(
 
 
 def test_meta_of_a_row_without_meta_raises() -> None:
-    record = ModelVersionRecord(created_ms=0, feature_schema="x", sample_count=1, auc=0.5,
-                                log_loss=0.7, hit_rate=0.0, params={},
-                                label=LabelSpec(take_profit_pct=1.0, stop_loss_pct=0.5,
-                                                horizon_bars=60), version=4)  # fmt: skip
+    record = ModelVersionRecord(
+        created_ms=0,
+        feature_schema="x",
+        sample_count=1,
+        auc=0.5,
+        log_loss=0.7,
+        hit_rate=0.0,
+        params={},
+        label=LabelSpec(take_profit_pct=1.0, stop_loss_pct=0.5, horizon_bars=60),
+        version=4,
+    )
     with pytest.raises(ValueError, match="model 4 has no stored meta"):
         mdl.meta_of(record)
 

@@ -36,45 +36,78 @@ SAMPLE_LINE = re.compile(
 
 def program(name: str, state: str) -> ProgramStatus:
     running = state == "RUNNING"
-    return ProgramStatus(name=name, state=state, pid=4242 if running else 0,
-                         uptime_s=3725.0 if running else 0.0, heartbeat_age_s=0.4,
-                         loop_lag_ms=1.5, restarts=0 if running else 3)  # fmt: skip
+    return ProgramStatus(
+        name=name,
+        state=state,
+        pid=4242 if running else 0,
+        uptime_s=3725.0 if running else 0.0,
+        heartbeat_age_s=0.4,
+        loop_lag_ms=1.5,
+        restarts=0 if running else 3,
+    )
 
 
 def position(symbol: str, amount: str, stop_id: str | None) -> PositionStatus:
     stops = [StopOrder(client_id=stop_id, trigger_price=Decimal("95000"))] if stop_id else []
     return PositionStatus(
-        symbol=symbol, amount=Decimal(amount), entry_price=Decimal("100000.5"),
-        mark_price=Decimal("100100"), unrealized_pnl_usdt=Decimal("0.3"),
-        liquidation_price=Decimal("80000"), liquidation_distance_pct=20.08, stops=stops,
+        symbol=symbol,
+        amount=Decimal(amount),
+        entry_price=Decimal("100000.5"),
+        mark_price=Decimal("100100"),
+        unrealized_pnl_usdt=Decimal("0.3"),
+        liquidation_price=Decimal("80000"),
+        liquidation_distance_pct=20.08,
+        stops=stops,
         is_protected=bool(stops),
-    )  # fmt: skip
+    )
 
 
 def sample_snapshot(**changes: object) -> StatusSnapshot:
     """Return feed and guard RUNNING, trader BACKOFF, BTCUSDT protected, ETHUSDT unprotected."""
     s = StatusSnapshot(
-        ts_ms=1_763_900_000_000, mode="paper", instance="abc123",
-        programs=[program("feed", "RUNNING"), program("guard", "RUNNING"),
-                  program("trader", "BACKOFF")],
-        positions=[position("BTCUSDT", "0.003", "slt-s1-stop-0"),
-                   position("ETHUSDT", "-0.05", None)],
-        open_orders=[OrderStatus(symbol="BTCUSDT", client_id="slt-s1-stop-0", side="SELL",
-                                 type="STOP_MARKET", price=Decimal("95000"),
-                                 quantity=Decimal(0))],
-        equity_usdt=Decimal("1000.25"), wallet_usdt=Decimal("999.95"),
-        feed={"kline_age_s": 12.5, "topics": 4}, model_version=3, model_auc=0.612,
-        halted=False, halt_reason="", errors=[],
-    )  # fmt: skip
+        ts_ms=1_763_900_000_000,
+        mode="paper",
+        instance="abc123",
+        programs=[
+            program("feed", "RUNNING"),
+            program("guard", "RUNNING"),
+            program("trader", "BACKOFF"),
+        ],
+        positions=[
+            position("BTCUSDT", "0.003", "slt-s1-stop-0"),
+            position("ETHUSDT", "-0.05", None),
+        ],
+        open_orders=[
+            OrderStatus(
+                symbol="BTCUSDT",
+                client_id="slt-s1-stop-0",
+                side="SELL",
+                type="STOP_MARKET",
+                price=Decimal("95000"),
+                quantity=Decimal(0),
+            )
+        ],
+        equity_usdt=Decimal("1000.25"),
+        wallet_usdt=Decimal("999.95"),
+        feed={"kline_age_s": 12.5, "topics": 4},
+        model_version=3,
+        model_auc=0.612,
+        halted=False,
+        halt_reason="",
+        errors=[],
+    )
     return msgspec.structs.replace(s, **changes)
 
 
 def test_render_status_html_escapes_every_value() -> None:
     evil = '<script>alert("x")</script>'
     s = sample_snapshot(
-        programs=[program(evil, "RUNNING")], errors=[f"exchange: {evil}"], halted=True,
-        halt_reason=evil, instance="<b>i</b>",
-    )  # fmt: skip
+        programs=[program(evil, "RUNNING")],
+        errors=[f"exchange: {evil}"],
+        halted=True,
+        halt_reason=evil,
+        instance="<b>i</b>",
+    )
     page = render_status_html(s, 5)
     assert "<script" not in page and "<b>i</b>" not in page
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
@@ -150,9 +183,14 @@ def serve(token: str, scenario: Callable[[TestClient], Awaitable[T]]) -> T:
 def test_make_app_with_token_refuses_requests_without_the_token() -> None:
     async def scenario(c: TestClient) -> list[tuple[int, object]]:
         out = []
-        for path, headers in [("/", {}), ("/api/status", {}), ("/metrics", {}),
-                              ("/", {"Authorization": "Bearer wrong"}),
-                              ("/?token=wrong", {}), ("/", {"Authorization": TOKEN})]:  # fmt: skip
+        for path, headers in [
+            ("/", {}),
+            ("/api/status", {}),
+            ("/metrics", {}),
+            ("/", {"Authorization": "Bearer wrong"}),
+            ("/?token=wrong", {}),
+            ("/", {"Authorization": TOKEN}),
+        ]:
             async with c.get(path, headers=headers) as reply:
                 body = await reply.json()
                 assert TOKEN not in str(body)

@@ -64,8 +64,12 @@ def is_feed_bar(k: b.Kline) -> bool:
     interval, close time one interval later less 1 ms, exact as a float64 (shm stores floats).
     A malformed time would otherwise poison a window: every later bar would be "not newer"."""
     t = k.open_time_ms
-    return (k.interval == INTERVAL and 0 <= t < 1 << 53 and t % INTERVAL_MS == 0
-            and k.close_time_ms == t + INTERVAL_MS - 1)  # fmt: skip
+    return (
+        k.interval == INTERVAL
+        and 0 <= t < 1 << 53
+        and t % INTERVAL_MS == 0
+        and k.close_time_ms == t + INTERVAL_MS - 1
+    )
 
 
 def backfill_start_ms(last_open_ms: int) -> int:
@@ -76,34 +80,63 @@ def backfill_start_ms(last_open_ms: int) -> int:
 def bus_kline(k: b.Kline) -> bus.Kline:
     """Return the bus message of a kline (event time = close time)."""
     return bus.Kline(
-        ts_ms=k.close_time_ms, symbol=k.symbol, interval=k.interval,
-        open_time_ms=k.open_time_ms, close_time_ms=k.close_time_ms, open=float(k.open),
-        high=float(k.high), low=float(k.low), close=float(k.close), volume=float(k.volume),
-        quote_volume=float(k.quote_volume), trades=k.trades,
+        ts_ms=k.close_time_ms,
+        symbol=k.symbol,
+        interval=k.interval,
+        open_time_ms=k.open_time_ms,
+        close_time_ms=k.close_time_ms,
+        open=float(k.open),
+        high=float(k.high),
+        low=float(k.low),
+        close=float(k.close),
+        volume=float(k.volume),
+        quote_volume=float(k.quote_volume),
+        trades=k.trades,
         taker_buy_volume=float(k.taker_buy_volume),
-        taker_buy_quote_volume=float(k.taker_buy_quote_volume), is_closed=k.is_closed,
-    )  # fmt: skip
+        taker_buy_quote_volume=float(k.taker_buy_quote_volume),
+        is_closed=k.is_closed,
+    )
 
 
 def kline_row(k: b.Kline) -> list[float]:
     """Return the shm row of a kline, in `shared.shm.rings.KlineColumn` order."""
-    return [float(k.open_time_ms), float(k.open), float(k.high), float(k.low), float(k.close),
-            float(k.volume), float(k.close_time_ms), float(k.quote_volume), float(k.trades),
-            float(k.taker_buy_volume), float(k.taker_buy_quote_volume)]  # fmt: skip
+    return [
+        float(k.open_time_ms),
+        float(k.open),
+        float(k.high),
+        float(k.low),
+        float(k.close),
+        float(k.volume),
+        float(k.close_time_ms),
+        float(k.quote_volume),
+        float(k.trades),
+        float(k.taker_buy_volume),
+        float(k.taker_buy_quote_volume),
+    ]
 
 
 def bus_mark(m: b.MarkPrice | b.MarkTick) -> bus.MarkPrice:
     """Return the bus message of a mark price (REST premiumIndex or the stream)."""
-    return bus.MarkPrice(ts_ms=m.time_ms, symbol=m.symbol, price=float(m.mark_price),
-                         index_price=float(m.index_price), funding_rate=float(m.funding_rate),
-                         next_funding_time_ms=m.next_funding_time_ms)  # fmt: skip
+    return bus.MarkPrice(
+        ts_ms=m.time_ms,
+        symbol=m.symbol,
+        price=float(m.mark_price),
+        index_price=float(m.index_price),
+        funding_rate=float(m.funding_rate),
+        next_funding_time_ms=m.next_funding_time_ms,
+    )
 
 
 def bus_mark_entry(e: bus.MarkEntry) -> bus.MarkPrice:
     """Return one entry of a `Marks` message as the per-symbol mark (the Redis snapshot's form)."""
-    return bus.MarkPrice(ts_ms=e.ts_ms, symbol=e.symbol, price=e.price, index_price=e.index_price,
-                         funding_rate=e.funding_rate,
-                         next_funding_time_ms=e.next_funding_time_ms)  # fmt: skip
+    return bus.MarkPrice(
+        ts_ms=e.ts_ms,
+        symbol=e.symbol,
+        price=e.price,
+        index_price=e.index_price,
+        funding_rate=e.funding_rate,
+        next_funding_time_ms=e.next_funding_time_ms,
+    )
 
 
 # ---- account ------------------------------------------------------------------------------------
@@ -122,12 +155,29 @@ class _Open:
     is_stop: bool  # a reduce-only or close-position stop: protects the position
 
 
-def _order_state(symbol: str, client_id: str, side: str, order_type: str, status: str,
-                 quantity: Decimal, filled: Decimal, price: Decimal,
-                 updated_ms: int) -> bus.OrderState:  # fmt: skip
-    return bus.OrderState(ts_ms=updated_ms, symbol=symbol, client_order_id=client_id, side=side,
-                          order_type=order_type, status=status, quantity=quantity,
-                          filled_quantity=filled, price=price, updated_ms=updated_ms)  # fmt: skip
+def _order_state(
+    symbol: str,
+    client_id: str,
+    side: str,
+    order_type: str,
+    status: str,
+    quantity: Decimal,
+    filled: Decimal,
+    price: Decimal,
+    updated_ms: int,
+) -> bus.OrderState:
+    return bus.OrderState(
+        ts_ms=updated_ms,
+        symbol=symbol,
+        client_order_id=client_id,
+        side=side,
+        order_type=order_type,
+        status=status,
+        quantity=quantity,
+        filled_quantity=filled,
+        price=price,
+        updated_ms=updated_ms,
+    )
 
 
 @dataclass
@@ -149,8 +199,14 @@ class AccountState:
         main = max(legs, key=lambda leg: abs(leg.amount), default=None)
         entry = main.entry_price if main is not None and main.amount else Decimal(0)
         updated = max((leg.updated_ms for leg in legs), default=0)
-        return bus.Position(ts_ms=updated, symbol=symbol, quantity=quantity, entry_price=entry,
-                            has_stop=self.has_stop(symbol), updated_ms=updated)  # fmt: skip
+        return bus.Position(
+            ts_ms=updated,
+            symbol=symbol,
+            quantity=quantity,
+            entry_price=entry,
+            has_stop=self.has_stop(symbol),
+            updated_ms=updated,
+        )
 
     def apply_account_update(self, u: b.AccountUpdate) -> list[Message]:
         """Apply an ACCOUNT_UPDATE; return the changed positions (older legs are ignored)."""
@@ -187,17 +243,33 @@ class AccountState:
     def apply_order_update(self, u: b.OrderUpdate) -> list[Message]:
         """Apply an ORDER_TRADE_UPDATE; return the order message (and the position's if its
         protection changed)."""
-        state = _order_state(u.symbol, u.client_order_id, u.side, u.order_type, u.status,
-                             u.quantity, u.cum_filled_qty, u.price,
-                             u.transaction_time_ms)  # fmt: skip
+        state = _order_state(
+            u.symbol,
+            u.client_order_id,
+            u.side,
+            u.order_type,
+            u.status,
+            u.quantity,
+            u.cum_filled_qty,
+            u.price,
+            u.transaction_time_ms,
+        )
         is_stop = u.order_type in STOP_TYPES and (u.is_reduce_only or u.is_close_position)
         return self._set_order(state, u.status in OPEN_ORDER_STATUSES, is_stop)
 
     def apply_algo_update(self, u: b.AlgoUpdate) -> list[Message]:
         """Apply an ALGO_UPDATE (conditional orders: price = trigger price)."""
-        state = _order_state(u.symbol, u.client_algo_id, u.side, u.order_type, u.status,
-                             u.quantity, u.filled_qty or Decimal(0), u.trigger_price,
-                             u.transaction_time_ms)  # fmt: skip
+        state = _order_state(
+            u.symbol,
+            u.client_algo_id,
+            u.side,
+            u.order_type,
+            u.status,
+            u.quantity,
+            u.filled_qty or Decimal(0),
+            u.trigger_price,
+            u.transaction_time_ms,
+        )
         is_stop = u.order_type in STOP_TYPES and (u.is_reduce_only or u.is_close_position)
         return self._set_order(state, u.status in OPEN_ALGO_STATUSES, is_stop)
 
@@ -210,21 +282,39 @@ class AccountState:
         """Replace the state with a REST snapshot; return a message for every position and
         open order, plus a zero position for each symbol that had one and now has none."""
         before = {s for (s, _side), leg in self.legs.items() if leg.amount}
-        self.legs = {(p.symbol, p.position_side): _Leg(p.amount, p.entry_price, p.update_time_ms)
-                     for p in positions}  # fmt: skip
+        self.legs = {
+            (p.symbol, p.position_side): _Leg(p.amount, p.entry_price, p.update_time_ms)
+            for p in positions
+        }
         fresh: dict[str, _Open] = {}
         for o in orders:
             if o.status in OPEN_ORDER_STATUSES:
-                state = _order_state(o.symbol, o.client_order_id, o.side, o.order_type,
-                                     o.status, o.quantity, o.executed_qty, o.price,
-                                     o.update_time_ms)  # fmt: skip
+                state = _order_state(
+                    o.symbol,
+                    o.client_order_id,
+                    o.side,
+                    o.order_type,
+                    o.status,
+                    o.quantity,
+                    o.executed_qty,
+                    o.price,
+                    o.update_time_ms,
+                )
                 is_stop = o.order_type in STOP_TYPES and (o.is_reduce_only or o.is_close_position)
                 fresh[o.client_order_id] = _Open(state, is_stop)
         for a in algo_orders:
             if a.status in OPEN_ALGO_STATUSES:
-                state = _order_state(a.symbol, a.client_algo_id, a.side, a.order_type, a.status,
-                                     a.quantity, Decimal(0), a.trigger_price,
-                                     a.update_time_ms)  # fmt: skip
+                state = _order_state(
+                    a.symbol,
+                    a.client_algo_id,
+                    a.side,
+                    a.order_type,
+                    a.status,
+                    a.quantity,
+                    Decimal(0),
+                    a.trigger_price,
+                    a.update_time_ms,
+                )
                 is_stop = a.order_type in STOP_TYPES and (a.is_reduce_only or a.is_close_position)
                 fresh[a.client_algo_id] = _Open(state, is_stop)
         self.closed_ids.extend(cid for cid in self.orders if cid not in fresh)
@@ -269,8 +359,9 @@ class CacheMirror:
         self._dirty_orders: set[str] = set()
         self._needs_full = True  # the first write replaces what a predecessor left
 
-    def set_latest(self, topic: str, payload: bytes | bus.Payload | bus.MarkEntry,
-                   seq: int) -> None:  # fmt: skip
+    def set_latest(
+        self, topic: str, payload: bytes | bus.Payload | bus.MarkEntry, seq: int
+    ) -> None:
         """Record the last message published on `topic`: its encoded frame (carrying `seq`), or
         the struct as passed to the Publisher (stamped with `source` and `seq` when taken); a
         `MarkEntry` (one symbol of a `Marks` message, seq = that message's) is kept as the
@@ -300,10 +391,12 @@ class CacheMirror:
             batch = MirrorBatch(True, latest, dict(self.seqs), dict(self.orders), [])
         else:
             batch = MirrorBatch(
-                False, latest, {t: self.seqs[t] for t in topics},
+                False,
+                latest,
+                {t: self.seqs[t] for t in topics},
                 {c: self.orders[c] for c in self._dirty_orders if c in self.orders},
                 sorted(c for c in self._dirty_orders if c not in self.orders),
-            )  # fmt: skip
+            )
         self._needs_full = False
         self._dirty_topics = set()
         self._dirty_orders = set()

@@ -95,8 +95,9 @@ class MarketFeeds:
             except Exception as e:  # recovery: skip this stream for this push, log rate-limited
                 self.failures += 1
                 if self.failures <= 3 or self.failures % _FAILURE_LOG_EVERY == 0:
-                    _log.exception("feed_failed", stream=repr(stream), failures=self.failures,
-                                   error=repr(e))  # fmt: skip
+                    _log.exception(
+                        "feed_failed", stream=repr(stream), failures=self.failures, error=repr(e)
+                    )
                 continue
             if payloads:
                 out[stream] = payloads
@@ -125,8 +126,13 @@ class MarketFeeds:
             # Candles closed since the last push: their final states, like REST /fapi/v1/klines.
             bars = self._market.klines(symbol, interval, state.open_ms, None, MAX_KLINES, now_ms)
             if not bars or bars[-1].open_ms != open_ms:
-                _log.warning("kline_stream_skipped_ahead", symbol=symbol, interval=interval,
-                             from_open_ms=state.open_ms, to_open_ms=open_ms)  # fmt: skip
+                _log.warning(
+                    "kline_stream_skipped_ahead",
+                    symbol=symbol,
+                    interval=interval,
+                    from_open_ms=state.open_ms,
+                    to_open_ms=open_ms,
+                )
                 bars = [self._market.candle(symbol, interval, open_ms, now_ms)]
         else:
             bars = [self._market.candle(symbol, interval, open_ms, now_ms)]

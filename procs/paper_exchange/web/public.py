@@ -236,8 +236,12 @@ class PublicEndpoints:
 def rate_limits_body(weight_1m: int, orders_1m: int, orders_10s: int) -> list[dict[str, Any]]:
     """Build exchangeInfo `rateLimits` from the configured limits (order as the real fixture)."""
     return [
-        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-         "limit": weight_1m},
+        {
+            "rateLimitType": "REQUEST_WEIGHT",
+            "interval": "MINUTE",
+            "intervalNum": 1,
+            "limit": weight_1m,
+        },
         {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": orders_1m},
         {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": orders_10s},
-    ]  # fmt: skip
+    ]

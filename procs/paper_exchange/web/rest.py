@@ -46,15 +46,23 @@ PX_KEY = web.AppKey("paper_exchange", object)  # the PaperExchange (typed via `e
 UNKNOWN_ERROR = "An unknown error occured while processing the request."
 FAULT_BODIES: dict[int, tuple[int, str]] = {
     # §3.2 / §3.4: what Binance answers with these statuses.
-    408: (-1007, "Timeout waiting for response from backend server. "
-                 "Send status unknown; execution status unknown."),
+    408: (
+        -1007,
+        "Timeout waiting for response from backend server. "
+        "Send status unknown; execution status unknown.",
+    ),
     500: (-1000, UNKNOWN_ERROR),
     502: (-1001, "Internal error; unable to process your request. Please try again."),
-    503: (-1008, "Server is currently overloaded with other requests. "
-                 "Please try again in a few minutes."),
-    504: (-1007, "Timeout waiting for response from backend server. "
-                 "Send status unknown; execution status unknown."),
-}  # fmt: skip
+    503: (
+        -1008,
+        "Server is currently overloaded with other requests. Please try again in a few minutes.",
+    ),
+    504: (
+        -1007,
+        "Timeout waiting for response from backend server. "
+        "Send status unknown; execution status unknown.",
+    ),
+}
 
 EngineHandler = Callable[[dict[str, str], int], Any]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -96,14 +104,18 @@ def error_reply(status: int, code: int, msg: str, retry_after_s: int | None = No
 def _fault_reply(px: PaperExchange, status: int, ip: str, real_ms: int) -> web.Response:
     remaining_s = max(1, -(-(px.faults.http_error_until_real_ms - real_ms) // 1000))
     if status == 429:
-        msg = (f"Too many requests; current limit of IP({ip}) is "
-               f"{px.cfg.request_weight_limit_1m} requests per minute. Please use the websocket "
-               "for live updates to avoid polling the API.")  # fmt: skip
+        msg = (
+            f"Too many requests; current limit of IP({ip}) is "
+            f"{px.cfg.request_weight_limit_1m} requests per minute. Please use the websocket "
+            "for live updates to avoid polling the API."
+        )
         return error_reply(429, -1003, msg, remaining_s)
     if status == 418:
         until = px.faults.http_error_until_real_ms
-        msg = (f"Way too many requests; IP({ip}) banned until {until}. "
-               "Please use the websocket for live updates to avoid bans.")  # fmt: skip
+        msg = (
+            f"Way too many requests; IP({ip}) banned until {until}. "
+            "Please use the websocket for live updates to avoid bans."
+        )
         return error_reply(418, -1003, msg, remaining_s)
     code, msg = FAULT_BODIES.get(status, (-1000, UNKNOWN_ERROR))
     return error_reply(status, code, msg)
@@ -175,8 +187,13 @@ async def _call(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_reply(e.status, -1000, e.reason)
     except Exception as e:  # the one place an unexpected error becomes Binance's -1000
         frame = traceback.extract_tb(e.__traceback__)[-1]
-        _log.error("request_failed", method=request.method, path=request.path, error=repr(e),
-                   where=f"{Path(frame.filename).name}:{frame.lineno}")  # fmt: skip
+        _log.error(
+            "request_failed",
+            method=request.method,
+            path=request.path,
+            error=repr(e),
+            where=f"{Path(frame.filename).name}:{frame.lineno}",
+        )
         return error_reply(500, -1000, UNKNOWN_ERROR)
 
 
@@ -198,9 +215,15 @@ def signed_handler(px: PaperExchange, fn: EngineHandler) -> Handler:
         cfg = px.cfg
         now_ms = px.now_ms()
         authenticate_signed(
-            request.headers.get("X-MBX-APIKEY"), raw.query, raw.body, raw.params,
-            cfg.api_key, cfg.api_secret, (now_ms, px.real_ms()), request.remote or "",
-        )  # fmt: skip
+            request.headers.get("X-MBX-APIKEY"),
+            raw.query,
+            raw.body,
+            raw.params,
+            cfg.api_key,
+            cfg.api_secret,
+            (now_ms, px.real_ms()),
+            request.remote or "",
+        )
         px.advance(now_ms)  # ticks first, so the engine never sees time go backwards
         try:
             body = fn(raw.params, now_ms)

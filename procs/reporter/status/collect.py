@@ -41,10 +41,17 @@ from shared.store.halt import halt_path, load_halt
 from shared.supervisor import ProcessInfo, SupervisorClient
 
 __all__ = [
-    "OrderStatus", "PositionStatus", "ProgramStatus", "StatusSnapshot", "StopOrder",
-    "collect_status", "liquidation_distance_pct", "render_metrics", "render_status_html",
+    "OrderStatus",
+    "PositionStatus",
+    "ProgramStatus",
+    "StatusSnapshot",
+    "StopOrder",
+    "collect_status",
+    "liquidation_distance_pct",
+    "render_metrics",
+    "render_status_html",
     "render_status_text",
-]  # fmt: skip
+]
 
 T = TypeVar("T")
 STOP_TYPE = "STOP_MARKET"
@@ -102,27 +109,44 @@ def _positions(
         ]
         out.append(
             PositionStatus(
-                symbol=p.symbol, amount=p.amount, entry_price=p.entry_price,
-                mark_price=p.mark_price, unrealized_pnl_usdt=p.unrealized_pnl_usdt,
+                symbol=p.symbol,
+                amount=p.amount,
+                entry_price=p.entry_price,
+                mark_price=p.mark_price,
+                unrealized_pnl_usdt=p.unrealized_pnl_usdt,
                 liquidation_price=p.liquidation_price,
-                liquidation_distance_pct=liquidation_distance_pct(p.mark_price,
-                                                                  p.liquidation_price),
-                stops=stops, is_protected=bool(stops),
+                liquidation_distance_pct=liquidation_distance_pct(
+                    p.mark_price, p.liquidation_price
+                ),
+                stops=stops,
+                is_protected=bool(stops),
             )
-        )  # fmt: skip
+        )
     return out
 
 
 def _orders(orders: list[b.Order] | None, algos: list[b.AlgoOrder] | None) -> list[OrderStatus]:
     out = [
-        OrderStatus(symbol=o.symbol, client_id=o.client_order_id, side=o.side,
-                    type=o.order_type, price=o.price, quantity=o.quantity)
+        OrderStatus(
+            symbol=o.symbol,
+            client_id=o.client_order_id,
+            side=o.side,
+            type=o.order_type,
+            price=o.price,
+            quantity=o.quantity,
+        )
         for o in orders or []
     ] + [
-        OrderStatus(symbol=a.symbol, client_id=a.client_algo_id, side=a.side,
-                    type=a.order_type, price=a.trigger_price, quantity=a.quantity)
+        OrderStatus(
+            symbol=a.symbol,
+            client_id=a.client_algo_id,
+            side=a.side,
+            type=a.order_type,
+            price=a.trigger_price,
+            quantity=a.quantity,
+        )
         for a in algos or []
-    ]  # fmt: skip
+    ]
     return sorted(out, key=lambda o: (o.symbol, o.client_id))
 
 
@@ -132,20 +156,26 @@ def _programs(
     def program(name: str, state: str, pid: int, uptime_s: float) -> ProgramStatus:
         beat = beats.get(name)
         return ProgramStatus(
-            name=name, state=state, pid=pid, uptime_s=uptime_s,
+            name=name,
+            state=state,
+            pid=pid,
+            uptime_s=uptime_s,
             heartbeat_age_s=None if beat is None else max(0.0, beat.age_s(now_ns)),
             loop_lag_ms=None if beat is None else beat.loop_lag_ms,
             restarts=None if beat is None else max(0, beat.incarnation - 1),
-        )  # fmt: skip
+        )
 
     if infos is None:  # supervisord unknown: show what the heartbeat table knows
         return [program(n, "UNKNOWN", beats[n].pid, 0.0) for n in sorted(beats)]
     return [
-        program(i.name, i.state, i.pid,
-                max(0.0, (now_ms - i.start_ms) / 1000) if i.state == "RUNNING" and i.start_ms
-                else 0.0)
+        program(
+            i.name,
+            i.state,
+            i.pid,
+            max(0.0, (now_ms - i.start_ms) / 1000) if i.state == "RUNNING" and i.start_ms else 0.0,
+        )
         for i in sorted(infos, key=lambda i: i.name)
-    ]  # fmt: skip
+    ]
 
 
 def _feed_stats(
@@ -216,7 +246,9 @@ async def collect_status(
     halt = load_halt(halt_path(run_dir))
     now_ms, now_ns = time.time_ns() // 1_000_000, time.monotonic_ns()
     return StatusSnapshot(
-        ts_ms=now_ms, mode=cfg.mode, instance=instance,
+        ts_ms=now_ms,
+        mode=cfg.mode,
+        instance=instance,
         programs=_programs(infos.result(), beats, now_ms, now_ns),
         positions=_positions(positions.result() or [], algos.result()),
         open_orders=_orders(orders.result(), algos.result()),
@@ -225,5 +257,7 @@ async def collect_status(
         feed=_feed_stats(beats, now_ns, topics.result()),
         model_version=None if champion is None else champion[0],
         model_auc=None if champion is None else champion[1],
-        halted=halt.is_halted, halt_reason=halt.reason, errors=errors,
-    )  # fmt: skip
+        halted=halt.is_halted,
+        halt_reason=halt.reason,
+        errors=errors,
+    )

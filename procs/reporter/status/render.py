@@ -77,11 +77,13 @@ def _table(headers: list[str], rows: list[list[str]], numeric: set[int]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join(
         "<tr>"
-        + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
-                  for i, c in enumerate(row))
+        + "".join(
+            f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
+            for i, c in enumerate(row)
+        )
         + "</tr>"
         for row in rows
-    )  # fmt: skip
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -94,27 +96,52 @@ def render_status_html(s: StatusSnapshot, refresh_s: float) -> str:
     e = html.escape
     programs = _table(
         ["Program", "State", "PID", "Uptime", "Heartbeat age", "Loop lag", "Restarts"],
-        [[e(p.name), _badge(p.state, _state_class(p.state)), str(p.pid), _duration(p.uptime_s),
-          _duration(p.heartbeat_age_s), e(_num(p.loop_lag_ms, 1)) + " ms", e(_num(p.restarts))]
-         for p in s.programs],
+        [
+            [
+                e(p.name),
+                _badge(p.state, _state_class(p.state)),
+                str(p.pid),
+                _duration(p.uptime_s),
+                _duration(p.heartbeat_age_s),
+                e(_num(p.loop_lag_ms, 1)) + " ms",
+                e(_num(p.restarts)),
+            ]
+            for p in s.programs
+        ],
         {2, 3, 4, 5, 6},
-    )  # fmt: skip
+    )
     positions = _table(
-        ["Symbol", "Side", "Amount", "Entry", "Mark", "uPnL USDT", "Liquidation distance",
-         "Stop"],
-        [[e(p.symbol), _side(p.amount), e(_num(p.amount)), e(_num(p.entry_price)),
-          e(_num(p.mark_price)), e(_num(p.unrealized_pnl_usdt, 2)),
-          e(_num(p.liquidation_distance_pct, 1)) + " %",
-          e(_stops_text(p)) if p.is_protected else _badge("UNPROTECTED", "bad")]
-         for p in s.positions],
+        ["Symbol", "Side", "Amount", "Entry", "Mark", "uPnL USDT", "Liquidation distance", "Stop"],
+        [
+            [
+                e(p.symbol),
+                _side(p.amount),
+                e(_num(p.amount)),
+                e(_num(p.entry_price)),
+                e(_num(p.mark_price)),
+                e(_num(p.unrealized_pnl_usdt, 2)),
+                e(_num(p.liquidation_distance_pct, 1)) + " %",
+                e(_stops_text(p)) if p.is_protected else _badge("UNPROTECTED", "bad"),
+            ]
+            for p in s.positions
+        ],
         {2, 3, 4, 5, 6},
-    )  # fmt: skip
+    )
     orders = _table(
         ["Symbol", "Client id", "Side", "Type", "Price", "Quantity"],
-        [[e(o.symbol), e(o.client_id), e(o.side), e(o.type), e(_num(o.price)),
-          e(_num(o.quantity))] for o in s.open_orders],
+        [
+            [
+                e(o.symbol),
+                e(o.client_id),
+                e(o.side),
+                e(o.type),
+                e(_num(o.price)),
+                e(_num(o.quantity)),
+            ]
+            for o in s.open_orders
+        ],
         {4, 5},
-    )  # fmt: skip
+    )
     feed = _table(["Feed", "Value"], [[e(k), e(_num(v))] for k, v in sorted(s.feed.items())], {1})
     halt = (
         f'<p class="banner bad">HALTED: {e(s.halt_reason)}. No new positions are opened.</p>'
@@ -122,13 +149,17 @@ def render_status_html(s: StatusSnapshot, refresh_s: float) -> str:
         else '<p class="muted">Not halted: new entries allowed.</p>'
     )
     errors = (
-        '<h2>Errors</h2><ul class="errors">' + "".join(f"<li>{e(x)}</li>" for x in s.errors)
-        + "</ul>" if s.errors else ""
-    )  # fmt: skip
+        '<h2>Errors</h2><ul class="errors">'
+        + "".join(f"<li>{e(x)}</li>" for x in s.errors)
+        + "</ul>"
+        if s.errors
+        else ""
+    )
     model = (
         f"version {s.model_version}, AUC {_num(s.model_auc, 3)}"
-        if s.model_version is not None else "no champion model"
-    )  # fmt: skip
+        if s.model_version is not None
+        else "no champion model"
+    )
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="refresh" content="{max(1, round(refresh_s))}">'
@@ -229,8 +260,11 @@ def render_metrics(s: StatusSnapshot) -> str:
     gauge("slt_halted", "Whether new entries are halted.", [("", "", int(s.halted))])
     gauge("slt_model_version", "Version of the champion model.", [("", "", s.model_version)])
     gauge("slt_model_auc", "Holdout ROC AUC of the champion model.", [("", "", s.model_auc)])
-    gauge("slt_status_errors", "Sources that could not be read for this snapshot.",
-          [("", "", len(s.errors))])  # fmt: skip
+    gauge(
+        "slt_status_errors",
+        "Sources that could not be read for this snapshot.",
+        [("", "", len(s.errors))],
+    )
     return "\n".join(out) + "\n"
 
 
@@ -238,32 +272,60 @@ def _columns(rows: list[list[str]]) -> list[str]:
     if len(rows) == 1:  # headers only
         return ["  none"]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-            for r in rows]  # fmt: skip
+    return [
+        "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    ]
 
 
 def render_status_text(s: StatusSnapshot) -> str:
     """Return the snapshot as plain terminal text (`slt status`)."""
-    lines = [f"SelfLearningTrader {s.mode}, instance {s.instance}, {_utc(s.ts_ms)}",
-             f"HALTED: {s.halt_reason}" if s.halted else "not halted",
-             f"equity {_num(s.equity_usdt, 2)} USDT, wallet {_num(s.wallet_usdt, 2)} USDT",
-             f"model version {s.model_version}, AUC {_num(s.model_auc, 3)}"
-             if s.model_version is not None else "model: no champion", "", "Programs"]  # fmt: skip
+    lines = [
+        f"SelfLearningTrader {s.mode}, instance {s.instance}, {_utc(s.ts_ms)}",
+        f"HALTED: {s.halt_reason}" if s.halted else "not halted",
+        f"equity {_num(s.equity_usdt, 2)} USDT, wallet {_num(s.wallet_usdt, 2)} USDT",
+        f"model version {s.model_version}, AUC {_num(s.model_auc, 3)}"
+        if s.model_version is not None
+        else "model: no champion",
+        "",
+        "Programs",
+    ]
     lines += _columns(
         [["name", "state", "pid", "uptime", "heartbeat", "lag ms", "restarts"]]
-        + [[p.name, p.state, str(p.pid), _duration(p.uptime_s), _duration(p.heartbeat_age_s),
-            _num(p.loop_lag_ms, 1), _num(p.restarts)] for p in s.programs]
-    )  # fmt: skip
+        + [
+            [
+                p.name,
+                p.state,
+                str(p.pid),
+                _duration(p.uptime_s),
+                _duration(p.heartbeat_age_s),
+                _num(p.loop_lag_ms, 1),
+                _num(p.restarts),
+            ]
+            for p in s.programs
+        ]
+    )
     lines += ["", "Positions"]
     lines += _columns(
         [["symbol", "side", "amount", "entry", "mark", "uPnL", "liq dist %", "stop"]]
-        + [[p.symbol, _side(p.amount), _num(p.amount), _num(p.entry_price), _num(p.mark_price),
-            _num(p.unrealized_pnl_usdt, 2), _num(p.liquidation_distance_pct, 1),
-            _stops_text(p) if p.is_protected else "UNPROTECTED"] for p in s.positions]
-    )  # fmt: skip
+        + [
+            [
+                p.symbol,
+                _side(p.amount),
+                _num(p.amount),
+                _num(p.entry_price),
+                _num(p.mark_price),
+                _num(p.unrealized_pnl_usdt, 2),
+                _num(p.liquidation_distance_pct, 1),
+                _stops_text(p) if p.is_protected else "UNPROTECTED",
+            ]
+            for p in s.positions
+        ]
+    )
     lines += ["", f"Open orders: {len(s.open_orders)}"]
-    lines += [f"  {o.symbol} {o.client_id} {o.side} {o.type} {_num(o.price)} {_num(o.quantity)}"
-              for o in s.open_orders]  # fmt: skip
+    lines += [
+        f"  {o.symbol} {o.client_id} {o.side} {o.type} {_num(o.price)} {_num(o.quantity)}"
+        for o in s.open_orders
+    ]
     if s.errors:
         lines += ["", "Errors"] + [f"  - {x}" for x in s.errors]
     return "\n".join(lines) + "\n"

@@ -114,10 +114,19 @@ def open_virtual(
     holding = _holding(symbol, side, quantity, entry_price, leverage, opened_ms)
     chosen = plan if plan is not None else exits.default_plan(holding, cfg, tick)
     return VirtualPosition(
-        signal_id, symbol, side, quantity, entry_price, opened_ms, chosen,
-        exits.new_track(holding, chosen), confidence, model_version,
-        tuple(float(f) for f in features), leverage,
-    )  # fmt: skip
+        signal_id,
+        symbol,
+        side,
+        quantity,
+        entry_price,
+        opened_ms,
+        chosen,
+        exits.new_track(holding, chosen),
+        confidence,
+        model_version,
+        tuple(float(f) for f in features),
+        leverage,
+    )
 
 
 def step_virtual(
@@ -141,10 +150,21 @@ def step_virtual(
     if decision is None:
         return replace(pos, track=track), None
     trade = closed_trade(
-        pos.signal_id, pos.symbol, pos.side, pos.quantity, pos.entry_price, mark,
-        pos.opened_ms, now_ms, decision.reason, fee_rate, pos.confidence, pos.model_version,
-        pos.features, is_virtual=True,
-    )  # fmt: skip
+        pos.signal_id,
+        pos.symbol,
+        pos.side,
+        pos.quantity,
+        pos.entry_price,
+        mark,
+        pos.opened_ms,
+        now_ms,
+        decision.reason,
+        fee_rate,
+        pos.confidence,
+        pos.model_version,
+        pos.features,
+        is_virtual=True,
+    )
     return None, trade
 
 
@@ -182,7 +202,21 @@ def closed_trade(
     )
     net = gross - fees
     return ClosedTrade(
-        signal_id, symbol, side, quantity, entry_price, exit_price, opened_ms, closed_ms,
-        reason, gross, fees, net, net > 0, confidence, model_version,
-        tuple(float(f) for f in features), is_virtual,
-    )  # fmt: skip
+        signal_id,
+        symbol,
+        side,
+        quantity,
+        entry_price,
+        exit_price,
+        opened_ms,
+        closed_ms,
+        reason,
+        gross,
+        fees,
+        net,
+        net > 0,
+        confidence,
+        model_version,
+        tuple(float(f) for f in features),
+        is_virtual,
+    )

@@ -137,13 +137,23 @@ def _observe_spawn(obs: Observation, mem: Memory, actions: list[Action], now_ms:
         if is_expected:
             is_expected = False
         elif mem.last_state in (STOPPED, FATAL):
-            actions.append(Note(obs.program, "process_started_by_operator",
-                                f"it was {mem.last_state} and is running again"))  # fmt: skip
+            actions.append(
+                Note(
+                    obs.program,
+                    "process_started_by_operator",
+                    f"it was {mem.last_state} and is running again",
+                )
+            )
         else:
             crashes = (*crashes, now_ms)
-            actions.append(Note(obs.program, "process_crashed",
-                                f"new spawn (pid {obs.pid or 'none yet'}, state {obs.state}) "
-                                f"that the watchdog did not cause"))  # fmt: skip
+            actions.append(
+                Note(
+                    obs.program,
+                    "process_crashed",
+                    f"new spawn (pid {obs.pid or 'none yet'}, state {obs.state}) "
+                    f"that the watchdog did not cause",
+                )
+            )
     return msgspec.structs.replace(
         mem,
         last_state=obs.state,
@@ -170,13 +180,17 @@ def _stopped(obs: Observation, mem: Memory, now_ms: int) -> tuple[list[Action], 
     waited_s = (now_ms - mem.start_due_ms) / 1000
     start = Start(obs.program, f"back-off {mem.backoffs} elapsed ({waited_s:.1f} s past due)")
     return [start], msgspec.structs.replace(
-        mem, is_backed_off=False, start_due_ms=0, is_start_expected=True,
+        mem,
+        is_backed_off=False,
+        start_due_ms=0,
+        is_start_expected=True,
         restarts_ms=(*mem.restarts_ms, now_ms),
-    )  # fmt: skip
+    )
 
 
-def _fatal(obs: Observation, mem: Memory, wd: WatchdogConfig, now_ms: int
-           ) -> tuple[list[Action], Memory]:  # fmt: skip
+def _fatal(
+    obs: Observation, mem: Memory, wd: WatchdogConfig, now_ms: int
+) -> tuple[list[Action], Memory]:
     actions: list[Action] = []
     if mem.is_backed_off:  # started by someone else after our back-off, and it failed
         mem = msgspec.structs.replace(mem, is_backed_off=False, start_due_ms=0)
@@ -185,8 +199,10 @@ def _fatal(obs: Observation, mem: Memory, wd: WatchdogConfig, now_ms: int
     if mem.start_due_ms == 0:
         delay_s = _delay_s(wd.fatal_retry_base_s, mem.fatal_attempts, wd.fatal_retry_cap_s)
         kind = "guard_down" if obs.program == "guard" else "process_fatal"
-        detail = (f"{obs.program} is FATAL (supervisord gave up starting it); "
-                  f"retry {mem.fatal_attempts + 1} in {delay_s:g} s")  # fmt: skip
+        detail = (
+            f"{obs.program} is FATAL (supervisord gave up starting it); "
+            f"retry {mem.fatal_attempts + 1} in {delay_s:g} s"
+        )
         actions.append(Alert(obs.program, kind, detail))
         mem = msgspec.structs.replace(mem, start_due_ms=now_ms + round(delay_s * 1000))
         return actions, mem
@@ -201,16 +217,21 @@ def _fatal(obs: Observation, mem: Memory, wd: WatchdogConfig, now_ms: int
 def _crash_loop_reason(mem: Memory, wd: WatchdogConfig) -> str:
     events = len(mem.restarts_ms) + len(mem.crashes_ms)
     if events > wd.max_restarts:
-        return (f"{len(mem.restarts_ms)} restarts and {len(mem.crashes_ms)} crashes in "
-                f"{wd.restart_window_s:g} s exceed max_restarts={wd.max_restarts}")  # fmt: skip
+        return (
+            f"{len(mem.restarts_ms)} restarts and {len(mem.crashes_ms)} crashes in "
+            f"{wd.restart_window_s:g} s exceed max_restarts={wd.max_restarts}"
+        )
     if len(mem.crashes_ms) > wd.crash_delay_after:
-        return (f"{len(mem.crashes_ms)} crashes in {wd.restart_window_s:g} s exceed "
-                f"crash_delay_after={wd.crash_delay_after}")  # fmt: skip
+        return (
+            f"{len(mem.crashes_ms)} crashes in {wd.restart_window_s:g} s exceed "
+            f"crash_delay_after={wd.crash_delay_after}"
+        )
     return ""
 
 
-def _back_off(obs: Observation, mem: Memory, wd: WatchdogConfig, now_ms: int, reason: str
-              ) -> tuple[list[Action], Memory]:  # fmt: skip
+def _back_off(
+    obs: Observation, mem: Memory, wd: WatchdogConfig, now_ms: int, reason: str
+) -> tuple[list[Action], Memory]:
     delay_s = _delay_s(wd.crash_delay_s, mem.backoffs, wd.fatal_retry_cap_s)
     kind = ESCALATION.get(obs.program, "process_backed_off")
     actions: list[Action] = [
@@ -218,10 +239,17 @@ def _back_off(obs: Observation, mem: Memory, wd: WatchdogConfig, now_ms: int, re
         Alert(obs.program, kind, f"{obs.program} backed off for {delay_s:g} s: {reason}"),
     ]
     return actions, msgspec.structs.replace(
-        mem, is_backed_off=True, start_due_ms=now_ms + round(delay_s * 1000),
-        backoffs=mem.backoffs + 1, restarts_ms=(), crashes_ms=(), is_start_expected=False,
-        term_pid=0, term_ms=0, kill_ms=0,
-    )  # fmt: skip
+        mem,
+        is_backed_off=True,
+        start_due_ms=now_ms + round(delay_s * 1000),
+        backoffs=mem.backoffs + 1,
+        restarts_ms=(),
+        crashes_ms=(),
+        is_start_expected=False,
+        term_pid=0,
+        term_ms=0,
+        kill_ms=0,
+    )
 
 
 def _hang_reason(obs: Observation, wd: WatchdogConfig, up_s: float) -> str:
@@ -229,8 +257,10 @@ def _hang_reason(obs: Observation, wd: WatchdogConfig, up_s: float) -> str:
     if beat is None:
         return f"no heartbeat {up_s:.1f} s after the start (grace {wd.startup_grace_s:g} s)"
     if beat.pid != obs.pid:
-        return (f"heartbeat pid {beat.pid} is not supervisord's pid {obs.pid} "
-                f"{up_s:.1f} s after the start")  # fmt: skip
+        return (
+            f"heartbeat pid {beat.pid} is not supervisord's pid {obs.pid} "
+            f"{up_s:.1f} s after the start"
+        )
     if beat.age_s > wd.stale_after_s:
         return f"heartbeat {beat.age_s:.2f} s old exceeds stale_after_s={wd.stale_after_s:g}"
     name = MAIN_PROGRESS.get(obs.program)
@@ -239,13 +269,16 @@ def _hang_reason(obs: Observation, wd: WatchdogConfig, up_s: float) -> str:
     age_s = beat.progress_age_s.get(name)
     age_s = up_s if age_s is None else age_s  # never happened: as old as the process
     if age_s > wd.progress_stale_after_s:
-        return (f"progress {name} {age_s:.1f} s old exceeds "
-                f"progress_stale_after_s={wd.progress_stale_after_s:g}")  # fmt: skip
+        return (
+            f"progress {name} {age_s:.1f} s old exceeds "
+            f"progress_stale_after_s={wd.progress_stale_after_s:g}"
+        )
     return ""
 
 
-def _running(obs: Observation, mem: Memory, wd: WatchdogConfig, now_ms: int
-             ) -> tuple[list[Action], Memory]:  # fmt: skip
+def _running(
+    obs: Observation, mem: Memory, wd: WatchdogConfig, now_ms: int
+) -> tuple[list[Action], Memory]:
     up_s = (now_ms - obs.start_ms) / 1000
     if mem.term_pid and mem.term_pid == obs.pid:
         since_s = (now_ms - mem.term_ms) / 1000
@@ -263,8 +296,9 @@ def _running(obs: Observation, mem: Memory, wd: WatchdogConfig, now_ms: int
             return [alert], msgspec.structs.replace(mem, is_unkillable_alerted=True)
         return [], mem
     if mem.term_pid:  # a new process: the old one is gone
-        mem = msgspec.structs.replace(mem, term_pid=0, term_ms=0, kill_ms=0,
-                                      is_unkillable_alerted=False)  # fmt: skip
+        mem = msgspec.structs.replace(
+            mem, term_pid=0, term_ms=0, kill_ms=0, is_unkillable_alerted=False
+        )
     if up_s >= wd.startup_grace_s and mem.fatal_attempts:
         mem = msgspec.structs.replace(mem, fatal_attempts=0)
     if up_s >= wd.restart_window_s and mem.backoffs:
@@ -279,9 +313,13 @@ def _running(obs: Observation, mem: Memory, wd: WatchdogConfig, now_ms: int
         Alert(obs.program, "process_hung", f"{obs.program} pid {obs.pid} restarted: {reason}"),
     ]
     return actions, msgspec.structs.replace(
-        mem, term_pid=obs.pid, term_ms=now_ms, kill_ms=0, is_start_expected=True,
+        mem,
+        term_pid=obs.pid,
+        term_ms=now_ms,
+        kill_ms=0,
+        is_start_expected=True,
         restarts_ms=(*mem.restarts_ms, now_ms),
-    )  # fmt: skip
+    )
 
 
 def supervise(
@@ -300,8 +338,13 @@ def supervise(
     if last_state == FATAL or (mem.start_due_ms and not mem.is_backed_off):
         mem = msgspec.structs.replace(mem, start_due_ms=0)  # left FATAL: retry no longer due
     if mem.is_backed_off and obs.state in ALIVE_STATES:
-        actions.append(Note(obs.program, "back_off_cancelled",
-                            f"{obs.state} while backed off: started by someone else"))  # fmt: skip
+        actions.append(
+            Note(
+                obs.program,
+                "back_off_cancelled",
+                f"{obs.state} while backed off: started by someone else",
+            )
+        )
         mem = msgspec.structs.replace(mem, is_backed_off=False, start_due_ms=0)
     if obs.state in ALIVE_STATES:  # EXITED: supervisord restarts it or, by its config, not
         reason = _crash_loop_reason(mem, wd)

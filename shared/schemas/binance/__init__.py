@@ -161,4 +161,4 @@ __all__ = [
     "is_price",
     "to_klines",
     "unwrap",
-]  # fmt: skip
+]

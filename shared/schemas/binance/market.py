@@ -193,8 +193,12 @@ def to_symbol_spec(w: _SymbolWire, path: str = "$") -> SymbolSpec:
     max_orders = by_type.get("MAX_NUM_ORDERS")
     fp = f"{path}.filters"
     return SymbolSpec(
-        symbol=w.symbol, contract_type=w.contractType, status=w.status,
-        base_asset=w.baseAsset, quote_asset=w.quoteAsset, margin_asset=w.marginAsset,
+        symbol=w.symbol,
+        contract_type=w.contractType,
+        status=w.status,
+        base_asset=w.baseAsset,
+        quote_asset=w.quoteAsset,
+        margin_asset=w.marginAsset,
         tick_size=_decimal(price.tickSize, fp, "tickSize"),
         min_price=_decimal(price.minPrice, fp, "minPrice"),
         max_price=_decimal(price.maxPrice, fp, "maxPrice"),
@@ -208,16 +212,18 @@ def to_symbol_spec(w: _SymbolWire, path: str = "$") -> SymbolSpec:
         max_open_orders=max_orders.limit if max_orders else None,
         percent_price_up=percent.multiplierUp if percent else None,
         percent_price_down=percent.multiplierDown if percent else None,
-        price_precision=w.pricePrecision, quantity_precision=w.quantityPrecision,
-    )  # fmt: skip
+        price_precision=w.pricePrecision,
+        quantity_precision=w.quantityPrecision,
+    )
 
 
 def to_exchange_info(w: _ExchangeInfoWire) -> ExchangeInfo:
     """Return the readable exchange info."""
     weight = [
-        r.limit for r in w.rateLimits
+        r.limit
+        for r in w.rateLimits
         if r.rateLimitType == "REQUEST_WEIGHT" and r.interval == "MINUTE" and r.intervalNum == 1
-    ]  # fmt: skip
+    ]
     return ExchangeInfo(
         server_time_ms=w.serverTime,
         request_weight_limit_1m=weight[0] if weight else None,
@@ -232,8 +238,9 @@ decode_exchange_info = Codec(_ExchangeInfoWire, to_exchange_info)
 
 # [openTime, open, high, low, close, volume, closeTime, quoteVolume, trades, takerBuyBase,
 #  takerBuyQuote, ignore]
-_KlineRowWire = tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal, int, Decimal, int,
-                      Decimal, Decimal, str]  # fmt: skip
+_KlineRowWire = tuple[
+    int, Decimal, Decimal, Decimal, Decimal, Decimal, int, Decimal, int, Decimal, Decimal, str
+]
 
 
 class Kline(Readable, frozen=True, kw_only=True):
@@ -301,9 +308,15 @@ class MarkPrice(Readable, frozen=True, kw_only=True):
 
 def to_mark_price(w: _PremiumIndexWire) -> MarkPrice:
     """Return the readable mark price."""
-    return MarkPrice(symbol=w.symbol, mark_price=w.markPrice, index_price=w.indexPrice,
-                     estimated_settle_price=w.estimatedSettlePrice, funding_rate=w.lastFundingRate,
-                     next_funding_time_ms=w.nextFundingTime, time_ms=w.time)  # fmt: skip
+    return MarkPrice(
+        symbol=w.symbol,
+        mark_price=w.markPrice,
+        index_price=w.indexPrice,
+        estimated_settle_price=w.estimatedSettlePrice,
+        funding_rate=w.lastFundingRate,
+        next_funding_time_ms=w.nextFundingTime,
+        time_ms=w.time,
+    )
 
 
 decode_mark_price = Codec(_PremiumIndexWire, to_mark_price)

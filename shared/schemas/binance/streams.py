@@ -96,9 +96,22 @@ class KlineUpdate(Readable, frozen=True, kw_only=True):
 def to_kline_update(w: _KlineEventWire) -> KlineUpdate:
     """Return the kline update (`kline.is_closed` marks the one final message per candle)."""
     k = w.k
-    kline = Kline(symbol=k.s, interval=k.i, open_time_ms=k.t, close_time_ms=k.T, open=k.o,
-                  high=k.h, low=k.l, close=k.c, volume=k.v, quote_volume=k.q, trades=k.n,
-                  taker_buy_volume=k.V, taker_buy_quote_volume=k.Q, is_closed=k.x)  # fmt: skip
+    kline = Kline(
+        symbol=k.s,
+        interval=k.i,
+        open_time_ms=k.t,
+        close_time_ms=k.T,
+        open=k.o,
+        high=k.h,
+        low=k.l,
+        close=k.c,
+        volume=k.v,
+        quote_volume=k.q,
+        trades=k.n,
+        taker_buy_volume=k.V,
+        taker_buy_quote_volume=k.Q,
+        is_closed=k.x,
+    )
     return KlineUpdate(event_time_ms=w.E, kline=kline)
 
 
@@ -124,8 +137,15 @@ def to_mark_price_update(w: _MarkPriceWire) -> MarkPrice:
     it)."""
     if not is_price(w.p):
         raise invalid("$.p", f"mark price {w.p} is not finite and positive")
-    return MarkPrice(symbol=w.s, mark_price=w.p, index_price=w.i, estimated_settle_price=w.P,
-                     funding_rate=w.r, next_funding_time_ms=w.T, time_ms=w.E)  # fmt: skip
+    return MarkPrice(
+        symbol=w.s,
+        mark_price=w.p,
+        index_price=w.i,
+        estimated_settle_price=w.P,
+        funding_rate=w.r,
+        next_funding_time_ms=w.T,
+        time_ms=w.E,
+    )
 
 
 class _BookTickerWire(Wire, frozen=True):
@@ -153,8 +173,16 @@ class BookTicker(Readable, frozen=True, kw_only=True):
 
 def to_book_ticker(w: _BookTickerWire) -> BookTicker:
     """Return the best bid and ask."""
-    return BookTicker(symbol=w.s, update_id=w.u, bid_price=w.b, bid_qty=w.B, ask_price=w.a,
-                      ask_qty=w.A, event_time_ms=w.E, transaction_time_ms=w.T)  # fmt: skip
+    return BookTicker(
+        symbol=w.s,
+        update_id=w.u,
+        bid_price=w.b,
+        bid_qty=w.B,
+        ask_price=w.a,
+        ask_qty=w.A,
+        event_time_ms=w.E,
+        transaction_time_ms=w.T,
+    )
 
 
 # ---- the feed's hot path: one decode per combined market frame ----------------------------------
@@ -185,8 +213,14 @@ class _MarkTickWire(Wire, frozen=True):
 def to_mark_tick(w: _MarkTickWire) -> MarkTick:
     """Return the mark as floats; raises ValueError for a price that is not a number, or a mark
     price that is not finite and positive."""
-    tick = MarkTick(symbol=w.s, mark_price=float(w.p), index_price=float(w.i),
-                    funding_rate=float(w.r), next_funding_time_ms=w.T, time_ms=w.E)  # fmt: skip
+    tick = MarkTick(
+        symbol=w.s,
+        mark_price=float(w.p),
+        index_price=float(w.i),
+        funding_rate=float(w.r),
+        next_funding_time_ms=w.T,
+        time_ms=w.E,
+    )
     if not is_price(tick.mark_price):
         raise ValueError(f"mark price {w.p[:40]!r} of {w.s[:40]!r} is not finite and positive")
     return tick
@@ -284,8 +318,10 @@ def decode_market_frame(frame: bytes) -> tuple[str, bytes, MarketEvent] | None:
                     ticks.append(to_mark_tick(m))
                 except ValueError as e:
                     rejected.append(str(e))
-            stream, event = marks.stream, MarkTicks(ticks=tuple(ticks), time_ms=marks.data[0].E,
-                                                    rejected=tuple(rejected))  # fmt: skip
+            stream, event = (
+                marks.stream,
+                MarkTicks(ticks=tuple(ticks), time_ms=marks.data[0].E, rejected=tuple(rejected)),
+            )
         elif b"@markPrice" in name:
             mark = _mark_frame.decode(frame)
             if mark.data.e != "markPriceUpdate":
@@ -324,9 +360,18 @@ class UnknownEvent(Readable, frozen=True, kw_only=True):
 
 
 StreamEvent = (
-    KlineUpdate | MarkPrice | BookTicker | AccountUpdate | OrderUpdate | AlgoUpdate | TradeLite
-    | ListenKeyExpired | MarginCall | AccountConfigUpdate | UnknownEvent
-)  # fmt: skip
+    KlineUpdate
+    | MarkPrice
+    | BookTicker
+    | AccountUpdate
+    | OrderUpdate
+    | AlgoUpdate
+    | TradeLite
+    | ListenKeyExpired
+    | MarginCall
+    | AccountConfigUpdate
+    | UnknownEvent
+)
 
 _CODECS: dict[str, Codec[Any, Any]] = {
     "kline": Codec(_KlineEventWire, to_kline_update),

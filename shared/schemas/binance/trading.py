@@ -81,24 +81,38 @@ class Account(Readable, frozen=True, kw_only=True):
 def to_account(w: _AccountWire) -> Account:
     """Return the readable account."""
     return Account(
-        wallet_balance_usdt=w.totalWalletBalance, unrealized_pnl_usdt=w.totalUnrealizedProfit,
-        margin_balance_usdt=w.totalMarginBalance, initial_margin_usdt=w.totalInitialMargin,
-        maint_margin_usdt=w.totalMaintMargin, available_balance_usdt=w.availableBalance,
+        wallet_balance_usdt=w.totalWalletBalance,
+        unrealized_pnl_usdt=w.totalUnrealizedProfit,
+        margin_balance_usdt=w.totalMarginBalance,
+        initial_margin_usdt=w.totalInitialMargin,
+        maint_margin_usdt=w.totalMaintMargin,
+        available_balance_usdt=w.availableBalance,
         max_withdraw_usdt=w.maxWithdrawAmount,
         assets=tuple(
-            AssetBalance(asset=a.asset, wallet_balance=a.walletBalance,
-                         unrealized_pnl=a.unrealizedProfit, margin_balance=a.marginBalance,
-                         available_balance=a.availableBalance, update_time_ms=a.updateTime)
+            AssetBalance(
+                asset=a.asset,
+                wallet_balance=a.walletBalance,
+                unrealized_pnl=a.unrealizedProfit,
+                margin_balance=a.marginBalance,
+                available_balance=a.availableBalance,
+                update_time_ms=a.updateTime,
+            )
             for a in w.assets
         ),
         positions=tuple(
-            AccountPosition(symbol=p.symbol, position_side=p.positionSide, amount=p.positionAmt,
-                            unrealized_pnl_usdt=p.unrealizedProfit,
-                            initial_margin_usdt=p.initialMargin, maint_margin_usdt=p.maintMargin,
-                            notional_usdt=p.notional, update_time_ms=p.updateTime)
+            AccountPosition(
+                symbol=p.symbol,
+                position_side=p.positionSide,
+                amount=p.positionAmt,
+                unrealized_pnl_usdt=p.unrealizedProfit,
+                initial_margin_usdt=p.initialMargin,
+                maint_margin_usdt=p.maintMargin,
+                notional_usdt=p.notional,
+                update_time_ms=p.updateTime,
+            )
             for p in w.positions
         ),
-    )  # fmt: skip
+    )
 
 
 decode_account = Codec(_AccountWire, to_account)
@@ -132,11 +146,18 @@ class Position(Readable, frozen=True, kw_only=True):
 
 def to_position(w: _PositionRiskWire) -> Position:
     """Return the readable position."""
-    return Position(symbol=w.symbol, position_side=w.positionSide, amount=w.positionAmt,
-                    entry_price=w.entryPrice, break_even_price=w.breakEvenPrice,
-                    mark_price=w.markPrice, unrealized_pnl_usdt=w.unRealizedProfit,
-                    liquidation_price=w.liquidationPrice, notional_usdt=w.notional,
-                    update_time_ms=w.updateTime)  # fmt: skip
+    return Position(
+        symbol=w.symbol,
+        position_side=w.positionSide,
+        amount=w.positionAmt,
+        entry_price=w.entryPrice,
+        break_even_price=w.breakEvenPrice,
+        mark_price=w.markPrice,
+        unrealized_pnl_usdt=w.unRealizedProfit,
+        liquidation_price=w.liquidationPrice,
+        notional_usdt=w.notional,
+        update_time_ms=w.updateTime,
+    )
 
 
 decode_positions = Codec(list[_PositionRiskWire], lambda ws: [to_position(w) for w in ws])
@@ -190,13 +211,26 @@ class Order(Readable, frozen=True, kw_only=True):
 
 def to_order(w: _OrderWire) -> Order:
     """Return the readable order."""
-    return Order(order_id=w.orderId, client_order_id=w.clientOrderId, symbol=w.symbol,
-                 side=w.side, order_type=w.type, status=w.status, time_in_force=w.timeInForce,
-                 price=w.price, avg_price=w.avgPrice, quantity=w.origQty,
-                 executed_qty=w.executedQty, cum_quote_usdt=w.cumQuote,
-                 is_reduce_only=w.reduceOnly, is_close_position=w.closePosition,
-                 position_side=w.positionSide, stop_price=w.stopPrice,
-                 update_time_ms=w.updateTime, create_time_ms=w.time)  # fmt: skip
+    return Order(
+        order_id=w.orderId,
+        client_order_id=w.clientOrderId,
+        symbol=w.symbol,
+        side=w.side,
+        order_type=w.type,
+        status=w.status,
+        time_in_force=w.timeInForce,
+        price=w.price,
+        avg_price=w.avgPrice,
+        quantity=w.origQty,
+        executed_qty=w.executedQty,
+        cum_quote_usdt=w.cumQuote,
+        is_reduce_only=w.reduceOnly,
+        is_close_position=w.closePosition,
+        position_side=w.positionSide,
+        stop_price=w.stopPrice,
+        update_time_ms=w.updateTime,
+        create_time_ms=w.time,
+    )
 
 
 decode_order = Codec(_OrderWire, to_order)
@@ -251,14 +285,25 @@ def to_algo_order(w: _AlgoOrderWire) -> AlgoOrder:
     order_type = w.orderType or w.type
     if not order_type:
         raise invalid("$", "Object missing required field `orderType`")
-    return AlgoOrder(algo_id=w.algoId, client_algo_id=w.clientAlgoId, symbol=w.symbol,
-                     side=w.side, order_type=order_type, status=w.algoStatus,
-                     position_side=w.positionSide, quantity=w.quantity,
-                     trigger_price=w.triggerPrice, price=w.price, working_type=w.workingType,
-                     is_reduce_only=w.reduceOnly, is_close_position=w.closePosition,
-                     create_time_ms=w.createTime, update_time_ms=w.updateTime,
-                     trigger_time_ms=w.triggerTime,
-                     child_order_id=int(w.actualOrderId) if w.actualOrderId else None)  # fmt: skip
+    return AlgoOrder(
+        algo_id=w.algoId,
+        client_algo_id=w.clientAlgoId,
+        symbol=w.symbol,
+        side=w.side,
+        order_type=order_type,
+        status=w.algoStatus,
+        position_side=w.positionSide,
+        quantity=w.quantity,
+        trigger_price=w.triggerPrice,
+        price=w.price,
+        working_type=w.workingType,
+        is_reduce_only=w.reduceOnly,
+        is_close_position=w.closePosition,
+        create_time_ms=w.createTime,
+        update_time_ms=w.updateTime,
+        trigger_time_ms=w.triggerTime,
+        child_order_id=int(w.actualOrderId) if w.actualOrderId else None,
+    )
 
 
 decode_algo_order = Codec(_AlgoOrderWire, to_algo_order)
@@ -321,11 +366,22 @@ class UserTrade(Readable, frozen=True, kw_only=True):
 
 def to_user_trade(w: _UserTradeWire) -> UserTrade:
     """Return the readable fill."""
-    return UserTrade(trade_id=w.id, order_id=w.orderId, symbol=w.symbol, side=w.side,
-                     price=w.price, quantity=w.qty, quote_qty=w.quoteQty,
-                     realized_pnl=w.realizedPnl, commission=w.commission,
-                     commission_asset=w.commissionAsset, time_ms=w.time,
-                     position_side=w.positionSide, is_buyer=w.buyer, is_maker=w.maker)  # fmt: skip
+    return UserTrade(
+        trade_id=w.id,
+        order_id=w.orderId,
+        symbol=w.symbol,
+        side=w.side,
+        price=w.price,
+        quantity=w.qty,
+        quote_qty=w.quoteQty,
+        realized_pnl=w.realizedPnl,
+        commission=w.commission,
+        commission_asset=w.commissionAsset,
+        time_ms=w.time,
+        position_side=w.positionSide,
+        is_buyer=w.buyer,
+        is_maker=w.maker,
+    )
 
 
 decode_user_trades = Codec(list[_UserTradeWire], lambda ws: [to_user_trade(w) for w in ws])
@@ -355,9 +411,16 @@ class Income(Readable, frozen=True, kw_only=True):
 
 def to_income(w: _IncomeWire) -> Income:
     """Return the readable income row."""
-    return Income(symbol=w.symbol, income_type=w.incomeType, amount=w.income, asset=w.asset,
-                  info=w.info, time_ms=w.time, transaction_id=w.tranId,
-                  trade_id=str(w.tradeId))  # fmt: skip
+    return Income(
+        symbol=w.symbol,
+        income_type=w.incomeType,
+        amount=w.income,
+        asset=w.asset,
+        info=w.info,
+        time_ms=w.time,
+        transaction_id=w.tranId,
+        trade_id=str(w.tradeId),
+    )
 
 
 decode_income = Codec(list[_IncomeWire], lambda ws: [to_income(w) for w in ws])

@@ -75,16 +75,30 @@ class AccountUpdate(Readable, frozen=True, kw_only=True):
 def to_account_update(w: _AccountUpdateWire) -> AccountUpdate:
     """Return the account update (only changed balances and positions)."""
     return AccountUpdate(
-        event_time_ms=w.E, transaction_time_ms=w.T, reason=w.a.m,
-        balances=tuple(BalanceChange(asset=b.a, wallet_balance=b.wb, cross_wallet_balance=b.cw,
-                                     balance_change=b.bc) for b in w.a.B),
+        event_time_ms=w.E,
+        transaction_time_ms=w.T,
+        reason=w.a.m,
+        balances=tuple(
+            BalanceChange(
+                asset=b.a, wallet_balance=b.wb, cross_wallet_balance=b.cw, balance_change=b.bc
+            )
+            for b in w.a.B
+        ),
         positions=tuple(
-            PositionChange(symbol=p.s, position_side=p.ps, amount=p.pa, entry_price=p.ep,
-                           break_even_price=p.bep, accumulated_realized=p.cr,
-                           unrealized_pnl=p.up, margin_type=p.mt, isolated_wallet=p.iw)
+            PositionChange(
+                symbol=p.s,
+                position_side=p.ps,
+                amount=p.pa,
+                entry_price=p.ep,
+                break_even_price=p.bep,
+                accumulated_realized=p.cr,
+                unrealized_pnl=p.up,
+                margin_type=p.mt,
+                isolated_wallet=p.iw,
+            )
             for p in w.a.P
         ),
-    )  # fmt: skip
+    )
 
 
 # ---- ORDER_TRADE_UPDATE --------------------------------------------------------------------------
@@ -161,14 +175,35 @@ def to_order_update(w: _OrderTradeUpdateWire) -> OrderUpdate:
     """Return the order update."""
     o = w.o
     return OrderUpdate(
-        event_time_ms=w.E, transaction_time_ms=w.T, symbol=o.s, client_order_id=o.c,
-        order_id=o.i, side=o.S, order_type=o.o, original_order_type=o.ot, time_in_force=o.f,
-        execution_type=o.x, status=o.X, quantity=o.q, price=o.p, avg_price=o.ap, stop_price=o.sp,
-        last_filled_qty=o.l, cum_filled_qty=o.z, last_filled_price=o.L, trade_id=o.t,
-        trade_time_ms=o.T, commission=o.n if o.n is not None else Decimal(0),
-        commission_asset=o.N or "", realized_pnl=o.rp, is_maker=o.m, is_reduce_only=o.R,
-        is_close_position=o.cp, position_side=o.ps, working_type=o.wt,
-    )  # fmt: skip
+        event_time_ms=w.E,
+        transaction_time_ms=w.T,
+        symbol=o.s,
+        client_order_id=o.c,
+        order_id=o.i,
+        side=o.S,
+        order_type=o.o,
+        original_order_type=o.ot,
+        time_in_force=o.f,
+        execution_type=o.x,
+        status=o.X,
+        quantity=o.q,
+        price=o.p,
+        avg_price=o.ap,
+        stop_price=o.sp,
+        last_filled_qty=o.l,
+        cum_filled_qty=o.z,
+        last_filled_price=o.L,
+        trade_id=o.t,
+        trade_time_ms=o.T,
+        commission=o.n if o.n is not None else Decimal(0),
+        commission_asset=o.N or "",
+        realized_pnl=o.rp,
+        is_maker=o.m,
+        is_reduce_only=o.R,
+        is_close_position=o.cp,
+        position_side=o.ps,
+        working_type=o.wt,
+    )
 
 
 # ---- ALGO_UPDATE ---------------------------------------------------------------------------------
@@ -232,12 +267,27 @@ def to_algo_update(w: _AlgoUpdateWire) -> AlgoUpdate:
     """Return the algo-order update (a FINISHED with `filled_qty` 0: the child did not fill)."""
     o = w.o
     return AlgoUpdate(
-        event_time_ms=w.E, transaction_time_ms=w.T, client_algo_id=o.caid, algo_id=o.aid,
-        symbol=o.s, side=o.S, order_type=o.o, position_side=o.ps, status=o.X, quantity=o.q,
-        trigger_price=o.tp, price=o.p, working_type=o.wt, is_close_position=o.cp,
-        is_reduce_only=o.R, trigger_time_ms=o.tt, child_order_id=int(o.ai) if o.ai else None,
-        avg_fill_price=o.ap, filled_qty=o.aq, reason=o.rm,
-    )  # fmt: skip
+        event_time_ms=w.E,
+        transaction_time_ms=w.T,
+        client_algo_id=o.caid,
+        algo_id=o.aid,
+        symbol=o.s,
+        side=o.S,
+        order_type=o.o,
+        position_side=o.ps,
+        status=o.X,
+        quantity=o.q,
+        trigger_price=o.tp,
+        price=o.p,
+        working_type=o.wt,
+        is_close_position=o.cp,
+        is_reduce_only=o.R,
+        trigger_time_ms=o.tt,
+        child_order_id=int(o.ai) if o.ai else None,
+        avg_fill_price=o.ap,
+        filled_qty=o.aq,
+        reason=o.rm,
+    )
 
 
 # ---- TRADE_LITE and listenKeyExpired -------------------------------------------------------------
@@ -276,10 +326,20 @@ class TradeLite(Readable, frozen=True, kw_only=True):
 
 def to_trade_lite(w: _TradeLiteWire) -> TradeLite:
     """Return the low-latency fill."""
-    return TradeLite(event_time_ms=w.E, transaction_time_ms=w.T, symbol=w.s,
-                     client_order_id=w.c, order_id=w.i, trade_id=w.t, side=w.S, quantity=w.q,
-                     price=w.p, last_filled_qty=w.l, last_filled_price=w.L,
-                     is_maker=w.m)  # fmt: skip
+    return TradeLite(
+        event_time_ms=w.E,
+        transaction_time_ms=w.T,
+        symbol=w.s,
+        client_order_id=w.c,
+        order_id=w.i,
+        trade_id=w.t,
+        side=w.S,
+        quantity=w.q,
+        price=w.p,
+        last_filled_qty=w.l,
+        last_filled_price=w.L,
+        is_maker=w.m,
+    )
 
 
 class _ListenKeyExpiredWire(Wire, frozen=True):
@@ -347,14 +407,22 @@ class MarginCall(Readable, frozen=True, kw_only=True):
 def to_margin_call(w: _MarginCallWire) -> MarginCall:
     """Return the margin call."""
     return MarginCall(
-        event_time_ms=w.E, cross_wallet_balance=w.cw,
+        event_time_ms=w.E,
+        cross_wallet_balance=w.cw,
         positions=tuple(
-            MarginCallPosition(symbol=r.s, position_side=r.ps, amount=r.pa, margin_type=r.mt,
-                               isolated_wallet=r.iw, mark_price=r.mp, unrealized_pnl=r.up,
-                               maintenance_margin=r.mm)
+            MarginCallPosition(
+                symbol=r.s,
+                position_side=r.ps,
+                amount=r.pa,
+                margin_type=r.mt,
+                isolated_wallet=r.iw,
+                mark_price=r.mp,
+                unrealized_pnl=r.up,
+                maintenance_margin=r.mm,
+            )
             for r in w.p
         ),
-    )  # fmt: skip
+    )
 
 
 class _LeverageConfigWire(Wire, frozen=True):
@@ -389,10 +457,12 @@ def to_account_config_update(w: _AccountConfigUpdateWire) -> AccountConfigUpdate
     if w.ac is None and w.ai is None:
         raise msgspec.ValidationError("Object has neither `ac` nor `ai` - at `$`")
     return AccountConfigUpdate(
-        event_time_ms=w.E, transaction_time_ms=w.T,
-        symbol=w.ac.s if w.ac else None, leverage=w.ac.l if w.ac else None,
+        event_time_ms=w.E,
+        transaction_time_ms=w.T,
+        symbol=w.ac.s if w.ac else None,
+        leverage=w.ac.l if w.ac else None,
         is_multi_assets=w.ai.j if w.ai else None,
-    )  # fmt: skip
+    )
 
 
 USER_DATA_CODECS: dict[str, Codec[Any, Any]] = {

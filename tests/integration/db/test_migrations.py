@@ -34,8 +34,14 @@ def test_migrations_apply_once_and_a_second_start_applies_nothing(database_dsn: 
             await conn.close()
         assert [(r["version"], r["name"]) for r in rows] == [(1, "init")]
         assert rows[0]["checksum"] == load_migrations()[0].checksum
-        assert {"trades_is_win", "trades_entry_ms", "trades_exit_ms", "trades_symbol",
-                "trades_net_pnl_usdt", "trades_stats"} <= indexes  # fmt: skip
+        assert {
+            "trades_is_win",
+            "trades_entry_ms",
+            "trades_exit_ms",
+            "trades_symbol",
+            "trades_net_pnl_usdt",
+            "trades_stats",
+        } <= indexes
 
     run(test())
 

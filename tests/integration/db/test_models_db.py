@@ -80,8 +80,10 @@ def test_rollback_walks_back_through_previous_champions_then_refuses(database_ds
         champion = await db.champion()
         assert champion is not None and champion[0].version == v1
         assert {m.version: m.status for m in await db.list_models()} == {
-            v1: "champion", v2: "retired", v3: "retired",
-        }  # fmt: skip
+            v1: "champion",
+            v2: "retired",
+            v3: "retired",
+        }
         rollbacks = [
             (d.challenger_version, d.champion_version, d.decided_ms)
             for d in await db.list_decisions()

@@ -141,8 +141,9 @@ def test_a_crash_between_upsert_and_delete_writes_the_record_again_as_one_row(
             records = life_of_one_trade("d4")
             for record in records:  # what a recorder left in the stream during an outage
                 await cache.append_stream(cache.keys.db_outbox(), encode_record(record))
-            crashing = Recorder(db, cache, EventLogger("test"), tmp_path / "journal",
-                                after_write=after_write)  # fmt: skip
+            crashing = Recorder(
+                db, cache, EventLogger("test"), tmp_path / "journal", after_write=after_write
+            )
             with pytest.raises(Crash):
                 await crashing.drain()
             assert await crashing.pending() == len(records) - entry_index  # not yet deleted
@@ -225,8 +226,9 @@ def test_journal_written_while_both_are_down_survives_a_torn_frame_and_a_crash_i
             Cache(redis_instance.url, instance, 1.0) as cache,
         ):
             await db.apply_migrations()
-            crashing = Recorder(db, cache, EventLogger("test"), journal,
-                                after_write=crash_at_second)  # fmt: skip
+            crashing = Recorder(
+                db, cache, EventLogger("test"), journal, after_write=crash_at_second
+            )
             assert await crashing.pending() == len(records)  # the torn frame is cut off
             assert not (await asyncio.to_thread(journal.read_bytes)).endswith(b"\x12\x34")
             with pytest.raises(Crash):

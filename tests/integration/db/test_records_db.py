@@ -83,8 +83,10 @@ def test_order_intent_moves_forward_and_a_replayed_older_status_is_ignored(
         stored = await db.load_order_intent("slt-sig1-entry-0")
         assert stored is not None
         assert (stored.status, stored.updated_ms, stored.detail) == (
-            "filled", ENTRY_MS + 40, "filled 0.004",
-        )  # fmt: skip
+            "filled",
+            ENTRY_MS + 40,
+            "filled 0.004",
+        )
         assert stored.created_ms == ENTRY_MS
 
     with_db(database_dsn, test)
@@ -135,8 +137,9 @@ def test_postgres_dsn_is_the_configured_one_or_the_private_instance() -> None:
     cfg = load_config("paper", env={})
     private = f"postgresql://{database_user()}@127.0.0.1:{cfg.postgres.private_port}/slt"
     assert postgres_dsn(cfg) == private
-    external = load_config("paper", overlay={"postgres": {"dsn": "postgresql://a@db:5432/x"}},
-                           env={})  # fmt: skip
+    external = load_config(
+        "paper", overlay={"postgres": {"dsn": "postgresql://a@db:5432/x"}}, env={}
+    )
     assert postgres_dsn(external) == "postgresql://a@db:5432/x"
 
 
@@ -144,8 +147,9 @@ def test_unsettled_intents_are_those_whose_fate_is_not_recorded_oldest_first(
     database_dsn: str,
 ) -> None:
     def made(client_id: str, status: str, created_ms: int) -> OrderIntent:
-        return msgspec.structs.replace(intent(client_id, status), created_ms=created_ms,
-                                       updated_ms=created_ms)  # fmt: skip
+        return msgspec.structs.replace(
+            intent(client_id, status), created_ms=created_ms, updated_ms=created_ms
+        )
 
     async def test(db: Database) -> None:
         await db.write(made("slt-b-entry-0", "sent", ENTRY_MS + 2))

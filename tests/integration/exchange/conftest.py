@@ -35,10 +35,16 @@ def client_config(px: PaperExchangeProcess, **overrides: Any) -> ExchangeConfig:
     """Return the paper-mode exchange config pointed at `px`, with test-sized intervals."""
     base = load_config("paper", env={}).exchange
     fast = {
-        "rest_url": px.rest_url, "ws_url": px.ws_url, "api_key": px.api_key,
-        "api_secret": px.api_secret, "request_timeout_s": 3.0, "retry_base_s": 0.05,
-        "retry_cap_s": 0.5, "breaker_cooldown_s": 1.0, "rate_limit_max_wait_s": 2.0,
-    }  # fmt: skip
+        "rest_url": px.rest_url,
+        "ws_url": px.ws_url,
+        "api_key": px.api_key,
+        "api_secret": px.api_secret,
+        "request_timeout_s": 3.0,
+        "retry_base_s": 0.05,
+        "retry_cap_s": 0.5,
+        "breaker_cooldown_s": 1.0,
+        "rate_limit_max_wait_s": 2.0,
+    }
     return dataclasses.replace(base, **{**fast, **overrides})
 
 
@@ -54,10 +60,12 @@ def client_logger() -> log.EventLogger:
 def events(caplog: pytest.LogCaptureFixture, event: str, level: int | None = None) -> list[str]:
     """Return the captured log lines of the client whose event name is `event`."""
     return [
-        r.getMessage() for r in caplog.records
-        if r.name == LOGGER and r.getMessage().split(" ")[3] == event
+        r.getMessage()
+        for r in caplog.records
+        if r.name == LOGGER
+        and r.getMessage().split(" ")[3] == event
         and (level is None or r.levelno == level)
-    ]  # fmt: skip
+    ]
 
 
 @pytest.fixture

@@ -33,12 +33,19 @@ def fast_settings(**overrides: Any) -> StreamsConfig:
     """Stream settings shrunk for tests: sub-second heartbeats and back-off."""
     base = load_config("paper", env={}).streams
     fast = {
-        "ping_interval_s": 0.5, "pong_timeout_s": 0.5, "silence_timeout_s": 1.0,
-        "open_timeout_s": 3.0, "close_timeout_s": 0.5, "reconnect_base_s": 0.1,
-        "reconnect_cap_s": 0.4, "healthy_after_s": 5.0, "rollover_timeout_s": 3.0,
-        "bad_message_log_interval_s": 1.0, "listen_key_keepalive_s": 0.5,
+        "ping_interval_s": 0.5,
+        "pong_timeout_s": 0.5,
+        "silence_timeout_s": 1.0,
+        "open_timeout_s": 3.0,
+        "close_timeout_s": 0.5,
+        "reconnect_base_s": 0.1,
+        "reconnect_cap_s": 0.4,
+        "healthy_after_s": 5.0,
+        "rollover_timeout_s": 3.0,
+        "bad_message_log_interval_s": 1.0,
+        "listen_key_keepalive_s": 0.5,
         "user_call_timeout_s": 5.0,
-    }  # fmt: skip
+    }
     return dataclasses.replace(base, **{**fast, **overrides})
 
 
@@ -95,5 +102,8 @@ class Collector:
         return [i for i in self.items if isinstance(i, Gap)]
 
     def closed_klines(self, stream: str) -> list[int]:
-        return [m.kline_open_ms for m in self.messages()
-                if m.stream == stream and m.is_closed and m.kline_open_ms is not None]  # fmt: skip
+        return [
+            m.kline_open_ms
+            for m in self.messages()
+            if m.stream == stream and m.is_closed and m.kline_open_ms is not None
+        ]

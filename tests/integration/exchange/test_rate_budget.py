@@ -235,11 +235,18 @@ def test_an_order_trusts_the_last_no_block_answer_for_at_most_a_second(
 
     async def body() -> None:
         instance = new_instance_id()
-        settings = BudgetSettings(limit_1m=2400, reserved_share=0.2, expected_processes=4,
-                                  is_guard=True, max_wait_s=0.3, redis_retry_s=10.0)  # fmt: skip
-        async with Cache(redis_instance.url, instance, REDIS_TIMEOUT_S) as cache, Cache(
-            redis_instance.url, instance, REDIS_TIMEOUT_S
-        ) as other:  # fmt: skip
+        settings = BudgetSettings(
+            limit_1m=2400,
+            reserved_share=0.2,
+            expected_processes=4,
+            is_guard=True,
+            max_wait_s=0.3,
+            redis_retry_s=10.0,
+        )
+        async with (
+            Cache(redis_instance.url, instance, REDIS_TIMEOUT_S) as cache,
+            Cache(redis_instance.url, instance, REDIS_TIMEOUT_S) as other,
+        ):
             budget = WeightBudget(settings, cache, client_logger())
             await budget.acquire(1)  # Redis answered: no block
             await other.block_requests(5_000)  # another process got a 429

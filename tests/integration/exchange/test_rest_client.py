@@ -44,14 +44,18 @@ def test_exchange_info_klines_and_mark_prices(paper: PaperExchangeProcess) -> No
         info = await c.exchange_info()
         assert info.request_weight_limit_1m == 2400
         btc = next(s for s in info.symbols if s.symbol == BTC)
-        assert (btc.tick_size, btc.step_size, btc.min_notional_usdt) == (TICK, Decimal("0.001"),
-                                                                         Decimal("5"))  # fmt: skip
+        assert (btc.tick_size, btc.step_size, btc.min_notional_usdt) == (
+            TICK,
+            Decimal("0.001"),
+            Decimal("5"),
+        )
         klines = await c.klines(BTC, "1m", limit=5)
         assert len(klines) == 5 and [k.is_closed for k in klines] == [True] * 4 + [False]
         steps = {b.open_time_ms - a.open_time_ms for a, b in itertools.pairwise(klines)}
         assert steps == {60_000}
-        window = await c.klines(BTC, "1m", start_ms=klines[0].open_time_ms,
-                                end_ms=klines[2].open_time_ms)  # fmt: skip
+        window = await c.klines(
+            BTC, "1m", start_ms=klines[0].open_time_ms, end_ms=klines[2].open_time_ms
+        )
         assert [k.open_time_ms for k in window] == [k.open_time_ms for k in klines[:3]]
         assert window[0].close == klines[0].close
         marks = await c.mark_prices()
@@ -103,8 +107,9 @@ def test_entry_fills_then_close_position_stop_protects_it_then_flatten(
         (position,) = await c.position_risk(BTC)
         assert (position.amount, position.entry_price) == (Decimal("0.003"), filled.avg_price)
         trigger = price_at(await mark_of(c), "0.95")
-        algo = await c.new_algo_order(BTC, "SELL", "STOP_MARKET", trigger, stop,
-                                      is_close_position=True)  # fmt: skip
+        algo = await c.new_algo_order(
+            BTC, "SELL", "STOP_MARKET", trigger, stop, is_close_position=True
+        )
         assert (algo.client_algo_id, algo.status, algo.order_type) == (stop, "NEW", "STOP_MARKET")
         assert (algo.trigger_price, algo.working_type) == (trigger, "MARK_PRICE")
         assert algo.is_close_position
@@ -113,8 +118,9 @@ def test_entry_fills_then_close_position_stop_protects_it_then_flatten(
         assert again is not None and again.algo_id == algo.algo_id
         account = await c.account()
         assert [(p.symbol, p.amount) for p in account.positions] == [(BTC, Decimal("0.003"))]
-        closed = await c.new_order(BTC, "SELL", "MARKET", Decimal("0.003"), flat,
-                                   is_reduce_only=True)  # fmt: skip
+        closed = await c.new_order(
+            BTC, "SELL", "MARKET", Decimal("0.003"), flat, is_reduce_only=True
+        )
         assert closed.status == "FILLED"
         assert [p.amount for p in await c.position_risk(BTC)] in ([], [Decimal(0)])
         await c.cancel_all_algo_orders(BTC)
@@ -132,8 +138,9 @@ def test_algo_stop_cancelled_by_client_id(paper: PaperExchangeProcess) -> None:
 
     async def scenario(c: ExchangeClient) -> None:
         trigger = price_at(await mark_of(c), "1.05")
-        algo = await c.new_algo_order(BTC, "BUY", "STOP_MARKET", trigger, stop,
-                                      quantity=Decimal("0.002"))  # fmt: skip
+        algo = await c.new_algo_order(
+            BTC, "BUY", "STOP_MARKET", trigger, stop, quantity=Decimal("0.002")
+        )
         cancelled = await c.cancel_algo_order(stop)
         assert (cancelled.algo_id, cancelled.client_algo_id) == (algo.algo_id, stop)
         found = await c.fetch_algo_order_by_client_id(stop)
@@ -150,8 +157,14 @@ def test_reduce_only_that_would_open_a_position_is_rejected_with_2022(
 ) -> None:
     async def scenario(c: ExchangeClient) -> RejectedError:
         with pytest.raises(RejectedError) as err:
-            await c.new_order(BTC, "SELL", "MARKET", Decimal("0.002"),
-                              client_order_id("ro1", "flat", 0), is_reduce_only=True)  # fmt: skip
+            await c.new_order(
+                BTC,
+                "SELL",
+                "MARKET",
+                Decimal("0.002"),
+                client_order_id("ro1", "flat", 0),
+                is_reduce_only=True,
+            )
         return err.value
 
     error = run(paper, scenario)
@@ -166,8 +179,9 @@ def test_reduce_only_that_would_open_a_position_is_rejected_with_2022(
 def test_order_below_min_notional_is_rejected_with_4164(paper: PaperExchangeProcess) -> None:
     async def scenario(c: ExchangeClient) -> RejectedError:
         with pytest.raises(RejectedError) as err:  # 0.001 ETH is about 2.5 USDT < 5
-            await c.new_order("ETHUSDT", "BUY", "MARKET", Decimal("0.001"),
-                              client_order_id("mn1", "entry", 0))  # fmt: skip
+            await c.new_order(
+                "ETHUSDT", "BUY", "MARKET", Decimal("0.001"), client_order_id("mn1", "entry", 0)
+            )
         return err.value
 
     error = run(paper, scenario)
@@ -181,9 +195,15 @@ def test_stop_that_would_trigger_at_once_is_rejected_with_2021(
     async def scenario(c: ExchangeClient) -> RejectedError:
         trigger = price_at(await mark_of(c), "1.02")  # a SELL stop above the mark
         with pytest.raises(RejectedError) as err:
-            await c.new_algo_order(BTC, "SELL", "STOP_MARKET", trigger,
-                                   client_order_id("im1", "stop", 0),
-                                   quantity=Decimal("0.002"), is_reduce_only=True)  # fmt: skip
+            await c.new_algo_order(
+                BTC,
+                "SELL",
+                "STOP_MARKET",
+                trigger,
+                client_order_id("im1", "stop", 0),
+                quantity=Decimal("0.002"),
+                is_reduce_only=True,
+            )
         return err.value
 
     assert run(paper, scenario).code == -2021
@@ -266,7 +286,9 @@ def test_a_restarted_process_reconciles_an_order_whose_reply_it_never_recorded(
 
 def test_margin_type_change_reports_whether_it_changed(paper: PaperExchangeProcess) -> None:
     async def scenario(c: ExchangeClient) -> list[bool]:
-        return [await c.set_margin_type("ETHUSDT", kind)
-                for kind in ("ISOLATED", "ISOLATED", "CROSSED", "CROSSED")]  # fmt: skip
+        return [
+            await c.set_margin_type("ETHUSDT", kind)
+            for kind in ("ISOLATED", "ISOLATED", "CROSSED", "CROSSED")
+        ]
 
     assert run(paper, scenario) == [True, False, True, False]  # -4046 means "already so"

@@ -44,8 +44,12 @@ async def limit_price(c: ExchangeClient, factor: str) -> Decimal:
 def test_idempotent_get_is_retried_with_back_off_through_a_503_window(
     paper: PaperExchangeProcess, client_logs: pytest.LogCaptureFixture
 ) -> None:
-    settings = {"retry_max_attempts": 12, "retry_base_s": 0.2, "retry_cap_s": 1.0,
-                "breaker_failures": 50}  # fmt: skip
+    settings = {
+        "retry_max_attempts": 12,
+        "retry_base_s": 0.2,
+        "retry_cap_s": 1.0,
+        "breaker_failures": 50,
+    }
     # The seeded jitter must outlast the 2 s window within the attempts allowed.
     rng = numpy.random.default_rng(SEED)
     planned = [backoff_delay_s(a, 0.2, 1.0, rng) for a in range(11)]
@@ -74,8 +78,9 @@ def test_order_placement_in_a_503_window_is_execution_unknown_and_reconcile_find
     cid = client_order_id("fault503", "entry", 0)
 
     async def scenario() -> None:
-        async with client(paper, retry_max_attempts=12, retry_base_s=0.2, retry_cap_s=1.0,
-                          breaker_failures=50) as c:  # fmt: skip
+        async with client(
+            paper, retry_max_attempts=12, retry_base_s=0.2, retry_cap_s=1.0, breaker_failures=50
+        ) as c:
             price = await limit_price(c, "0.97")
             await sim(paper, "/_sim/http/fail", status=503, seconds=1)
             started = time.monotonic()
@@ -157,8 +162,9 @@ def test_circuit_breaker_opens_after_5_failures_and_a_half_open_probe_closes_it(
     paper: PaperExchangeProcess, client_logs: pytest.LogCaptureFixture
 ) -> None:
     async def scenario() -> None:
-        async with client(paper, retry_max_attempts=1, breaker_failures=5,
-                          breaker_cooldown_s=1.0) as c:  # fmt: skip
+        async with client(
+            paper, retry_max_attempts=1, breaker_failures=5, breaker_cooldown_s=1.0
+        ) as c:
             breaker = c.transport.breaker
             await sim(paper, "/_sim/http/fail", status=503, seconds=30)
             try:
@@ -203,8 +209,9 @@ def test_order_placement_to_a_closed_port_is_retried_because_nothing_was_sent(
     async def scenario() -> TransientError:
         async with client(paper, rest_url=closed, breaker_failures=50, retry_max_attempts=3) as c:
             with pytest.raises(TransientError) as err:
-                await c.new_order(BTC, "BUY", "MARKET", Decimal("0.002"),
-                                  client_order_id("closed1", "entry", 0))  # fmt: skip
+                await c.new_order(
+                    BTC, "BUY", "MARKET", Decimal("0.002"), client_order_id("closed1", "entry", 0)
+                )
             return err.value
 
     error = asyncio.run(scenario())

@@ -27,12 +27,14 @@ def test_klines_and_book_tickers_arrive_sharded_over_the_market_and_public_route
 ) -> None:
     async def run() -> None:
         streams = [*KLINES, "btcusdt@bookTicker"]
-        async with StreamPool(fast_paper.ws_url, streams, fast_settings(
-                max_streams_per_connection=1)) as pool:  # fmt: skip
+        async with StreamPool(
+            fast_paper.ws_url, streams, fast_settings(max_streams_per_connection=1)
+        ) as pool:
             seen = Collector(pool.get).start()
             await eventually(lambda: all(seen.closed_klines(s) for s in KLINES), 10.0)
-            await eventually(lambda: any(m.stream.endswith("@bookTicker")
-                                         for m in seen.messages()), 5.0)  # fmt: skip
+            await eventually(
+                lambda: any(m.stream.endswith("@bookTicker") for m in seen.messages()), 5.0
+            )
             await seen.stop()
             names = sorted(c.name for c in pool.connections)
             stats = pool.stats()

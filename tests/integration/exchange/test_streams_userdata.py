@@ -55,8 +55,9 @@ def listen_key_calls(
     return create, keepalive
 
 
-async def market_order(px: PaperExchangeProcess, session: aiohttp.ClientSession, side: str,
-                       reduce_only: bool = False) -> None:  # fmt: skip
+async def market_order(
+    px: PaperExchangeProcess, session: aiohttp.ClientSession, side: str, reduce_only: bool = False
+) -> None:
     """Place a signed MARKET order of 0.010 ETHUSDT (signature built with hmac in the helper)."""
     params = {"symbol": "ETHUSDT", "side": side, "type": "MARKET", "quantity": "0.010"}
     if reduce_only:
@@ -87,8 +88,9 @@ def run_user_stream(
     async def run() -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             create, keepalive = listen_key_calls(px, session)
-            stream = UserDataStream(px.ws_url, create, keepalive, resync or Resyncs(),
-                                    fast_settings(**settings))  # fmt: skip
+            stream = UserDataStream(
+                px.ws_url, create, keepalive, resync or Resyncs(), fast_settings(**settings)
+            )
             async with stream:
                 seen = Collector(stream.get).start()
                 try:
@@ -158,8 +160,9 @@ def test_keepalive_answered_minus_1125_reconnects_with_a_new_key(
         assert seen.gaps()[0].reason == "listen_key_unknown"
 
     # Slow heartbeats: during the stall only the keep-alive's -1125 may end the connection.
-    run_user_stream(fast_paper, scenario, ping_interval_s=10.0, pong_timeout_s=10.0,
-                    listen_key_keepalive_s=0.3)  # fmt: skip
+    run_user_stream(
+        fast_paper, scenario, ping_interval_s=10.0, pong_timeout_s=10.0, listen_key_keepalive_s=0.3
+    )
 
 
 def test_mark_suspect_forces_a_reconnect_and_a_resync(fast_paper: PaperExchangeProcess) -> None:

@@ -17,8 +17,10 @@ def rest_klines(
     px: PaperExchangeProcess, symbol: str, start_ms: int, limit: int
 ) -> list[list[str]]:
     """Return the exchange's REST kline rows from start_ms (the wire arrays)."""
-    url = (f"{px.rest_url}/fapi/v1/klines?symbol={symbol}&interval=1m&startTime={start_ms}"
-           f"&limit={limit}")  # fmt: skip
+    url = (
+        f"{px.rest_url}/fapi/v1/klines?symbol={symbol}&interval=1m&startTime={start_ms}"
+        f"&limit={limit}"
+    )
     with urllib.request.urlopen(url, timeout=5) as reply:
         rows: list[list[str]] = json.loads(reply.read())
         return rows

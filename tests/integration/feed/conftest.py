@@ -58,21 +58,43 @@ def fast_paper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaperExchan
 def feed_overlay(px: PaperExchangeProcess, redis_url: str, run_dir: Path) -> dict[str, Any]:
     """Return the feed's config overlay: the paper exchange, the Redis, shrunk intervals."""
     return {
-        "exchange": {"rest_url": px.rest_url, "ws_url": px.ws_url, "api_key": px.api_key,
-                     "api_secret": px.api_secret, "request_timeout_s": 3.0,
-                     "retry_base_s": 0.05, "retry_cap_s": 0.5, "breaker_cooldown_s": 1.0,
-                     "budget_redis_timeout_s": 0.2, "budget_redis_retry_s": 1.0},
-        "streams": {"ping_interval_s": 0.5, "pong_timeout_s": 1.0, "silence_timeout_s": 2.0,
-                    "open_timeout_s": 3.0, "close_timeout_s": 0.5, "reconnect_base_s": 0.1,
-                    "reconnect_cap_s": 0.4, "healthy_after_s": 5.0, "user_call_timeout_s": 5.0,
-                    "bad_message_log_interval_s": 1.0},
-        "feed": {"symbols": TEST_SYMBOLS, "window_bars": WINDOW_BARS,
-                 "backfill_bars": BACKFILL_BARS, "heartbeat_interval_s": 0.2,
-                 "stats_interval_s": 1.0, "cache_flush_interval_s": 0.05, "cache_retry_s": 0.3,
-                 "warning_interval_s": 1.0},
+        "exchange": {
+            "rest_url": px.rest_url,
+            "ws_url": px.ws_url,
+            "api_key": px.api_key,
+            "api_secret": px.api_secret,
+            "request_timeout_s": 3.0,
+            "retry_base_s": 0.05,
+            "retry_cap_s": 0.5,
+            "breaker_cooldown_s": 1.0,
+            "budget_redis_timeout_s": 0.2,
+            "budget_redis_retry_s": 1.0,
+        },
+        "streams": {
+            "ping_interval_s": 0.5,
+            "pong_timeout_s": 1.0,
+            "silence_timeout_s": 2.0,
+            "open_timeout_s": 3.0,
+            "close_timeout_s": 0.5,
+            "reconnect_base_s": 0.1,
+            "reconnect_cap_s": 0.4,
+            "healthy_after_s": 5.0,
+            "user_call_timeout_s": 5.0,
+            "bad_message_log_interval_s": 1.0,
+        },
+        "feed": {
+            "symbols": TEST_SYMBOLS,
+            "window_bars": WINDOW_BARS,
+            "backfill_bars": BACKFILL_BARS,
+            "heartbeat_interval_s": 0.2,
+            "stats_interval_s": 1.0,
+            "cache_flush_interval_s": 0.05,
+            "cache_retry_s": 0.3,
+            "warning_interval_s": 1.0,
+        },
         "redis": {"url": redis_url, "socket_timeout_s": 0.5},
         "run": {"dir": str(run_dir)},
-    }  # fmt: skip
+    }
 
 
 @dataclass
@@ -92,8 +114,14 @@ class FeedProcess:
 
     def start(self) -> FeedProcess:
         env = dict(os.environ)
-        env.update({"SLT_CONFIG": str(self.config_path), "SLT_MODE": "paper",
-                    "PYTHONUNBUFFERED": "1", **self.env_overrides})  # fmt: skip
+        env.update(
+            {
+                "SLT_CONFIG": str(self.config_path),
+                "SLT_MODE": "paper",
+                "PYTHONUNBUFFERED": "1",
+                **self.env_overrides,
+            }
+        )
         env.pop("PYTHONASYNCIODEBUG", None)
         with self.log_path.open("ab") as log:
             args = [sys.executable, "-m", self.module]
@@ -107,8 +135,7 @@ class FeedProcess:
 
     def log_events(self, event: str) -> list[str]:
         """Return the log lines of `event` (any logger of the process: feed, exchange)."""
-        return [line for line in self.log_text().splitlines()
-                if line.split(" ")[3:4] == [event]]  # fmt: skip
+        return [line for line in self.log_text().splitlines() if line.split(" ")[3:4] == [event]]
 
     def is_running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -189,15 +216,17 @@ def wait_for_log(feed: FeedProcess, event: str, count: int = 1, timeout_s: float
 
 
 @contextlib.contextmanager
-def feed_parts(symbols: Sequence[str], window_bars: int,
-               prefix: str) -> Iterator[tuple[Config, KlineWriter, Publisher, str]]:  # fmt: skip
+def feed_parts(
+    symbols: Sequence[str], window_bars: int, prefix: str
+) -> Iterator[tuple[Config, KlineWriter, Publisher, str]]:
     """What `procs.feed.main.Feed` needs, without sockets to the exchange: a paper config for
     `symbols` (no REST: holes are never backfilled), a private shm instance and a Publisher on
     a private endpoint; removed afterwards."""
     instance = prefix + uuid.uuid4().hex[:8]
     cfg = load_config("paper", env={})
-    feed_cfg = dataclasses.replace(cfg.feed, symbols=tuple(symbols), window_bars=window_bars,
-                                   disable_rest_fallback=True)  # fmt: skip
+    feed_cfg = dataclasses.replace(
+        cfg.feed, symbols=tuple(symbols), window_bars=window_bars, disable_rest_fallback=True
+    )
     cfg = dataclasses.replace(cfg, feed=feed_cfg)
     writer = KlineWriter.open(instance, symbols, window_bars)
     try:
@@ -222,8 +251,14 @@ class FeedPath:
     def build(cls, cfg: Config, writer: KlineWriter, publisher: Publisher) -> FeedPath:
         feed = Feed(cfg, None, writer, publisher, log.get("feed"))  # type: ignore[arg-type]
         inbox = Inbox(cfg.streams.queue_max_messages, "drop_oldest")
-        conn = StreamConnection("market-0", lambda: "", (), cfg.streams, inbox,  # type: ignore[arg-type,return-value]
-                                drops_open_klines=True)  # fmt: skip
+        conn = StreamConnection(
+            "market-0",
+            lambda: "",
+            (),
+            cfg.streams,
+            inbox,  # type: ignore[arg-type,return-value]
+            drops_open_klines=True,
+        )
         return cls(feed, conn, inbox)
 
     async def push(self, frame: bytes) -> None:

@@ -39,13 +39,31 @@ WINDOW_BARS = 2_000
 # "maybe" ones (byte flips, huge decimals) may be either, but once.
 VALID, BAD, MAYBE = "valid", "bad", "maybe"
 WEIGHTS = {  # category -> share of the frames
-    "valid": 0.50, "duplicate": 0.05, "truncated": 0.08, "flipped": 0.10, "wrong_type": 0.05,
-    "huge_time": 0.03, "huge_decimal": 0.03, "unknown_stream": 0.05, "wrong_shape": 0.05,
-    "non_utf8": 0.04, "empty": 0.02,
-}  # fmt: skip
-VERDICT = {"valid": VALID, "duplicate": VALID, "truncated": BAD, "flipped": MAYBE,
-           "wrong_type": BAD, "huge_time": BAD, "huge_decimal": MAYBE, "unknown_stream": BAD,
-           "wrong_shape": BAD, "non_utf8": BAD, "empty": BAD}  # fmt: skip
+    "valid": 0.50,
+    "duplicate": 0.05,
+    "truncated": 0.08,
+    "flipped": 0.10,
+    "wrong_type": 0.05,
+    "huge_time": 0.03,
+    "huge_decimal": 0.03,
+    "unknown_stream": 0.05,
+    "wrong_shape": 0.05,
+    "non_utf8": 0.04,
+    "empty": 0.02,
+}
+VERDICT = {
+    "valid": VALID,
+    "duplicate": VALID,
+    "truncated": BAD,
+    "flipped": MAYBE,
+    "wrong_type": BAD,
+    "huge_time": BAD,
+    "huge_decimal": MAYBE,
+    "unknown_stream": BAD,
+    "wrong_shape": BAD,
+    "non_utf8": BAD,
+    "empty": BAD,
+}
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -107,10 +125,18 @@ class Valid:
                     price = f"{100 + minute % 50 + second / 10:.2f}"
                     is_compact = bool(self.rng.random() < 0.9)
                     stream = symbol.lower()
-                    yield frame(f"{stream}@markPrice@1s", mark(symbol, event_ms, price),
-                                is_compact), "mark"  # fmt: skip
-                    yield frame(f"{stream}@kline_1m", kline(symbol, open_ms, event_ms, False,
-                                                            price), is_compact), "open"  # fmt: skip
+                    yield (
+                        frame(f"{stream}@markPrice@1s", mark(symbol, event_ms, price), is_compact),
+                        "mark",
+                    )
+                    yield (
+                        frame(
+                            f"{stream}@kline_1m",
+                            kline(symbol, open_ms, event_ms, False, price),
+                            is_compact,
+                        ),
+                        "open",
+                    )
             for n, symbol in enumerate(SYMBOLS):
                 close = 100 + minute % 50 + n / 100
                 data = kline(symbol, open_ms, open_ms + MINUTE_MS + n, True, f"{close:.2f}")
@@ -176,10 +202,18 @@ def fuzzed(kind: str, valid: Valid, rng: numpy.random.Generator, n: int) -> byte
         ]
         return frame(*variants[pick % len(variants)])
     if kind == "wrong_shape":
-        shapes = [b"null", b"[]", b"{}", b'"text"', b"123", b'{"stream":"btcusdt@kline_1m"}',
-                  b'{"stream":"btcusdt@kline_1m","data":[1,2]}', b'{"stream":"","data":{}}',
-                  b'{"stream":"btcusdt@kline_1m","data":[]}',
-                  b'{"stream":"btcusdt@kline_1m","data":{"e":"kline"}}']  # fmt: skip
+        shapes = [
+            b"null",
+            b"[]",
+            b"{}",
+            b'"text"',
+            b"123",
+            b'{"stream":"btcusdt@kline_1m"}',
+            b'{"stream":"btcusdt@kline_1m","data":[1,2]}',
+            b'{"stream":"","data":{}}',
+            b'{"stream":"btcusdt@kline_1m","data":[]}',
+            b'{"stream":"btcusdt@kline_1m","data":{"e":"kline"}}',
+        ]
         return shapes[pick % len(shapes)]
     if kind == "non_utf8":  # inside a string the schemas read: the symbol
         payload = (mark_stream, mark(symbol, event_ms, "1.0")) if pick % 2 else (stream, closed)
@@ -252,7 +286,9 @@ def test_feed_survives_100k_fuzzed_frames_counts_each_bad_once_and_stores_only_v
         asyncio.run(push(frame("btcusdt@markPrice@1s", mark(SYMBOLS[0], next_ms + 1, "99.5"))))
         last = reader.window(SYMBOLS[0], 1)
         assert (int(last[0, KlineColumn.OPEN_TIME_MS]), float(last[0, KlineColumn.CLOSE])) == (
-            next_ms, 123.45)  # fmt: skip
+            next_ms,
+            123.45,
+        )
         assert reader.mark(SYMBOLS[0]) is not None
         assert (reader.mark(SYMBOLS[0]).price, publisher.published) == (99.5, published + 2)  # type: ignore[union-attr]
     finally:

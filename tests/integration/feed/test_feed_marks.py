@@ -74,7 +74,9 @@ def test_a_mark_array_becomes_one_marks_message_of_our_symbols(
     assert isinstance(first, bus.Marks) and isinstance(last, bus.Marks)
     assert first.ts_ms == now and last.seq == first.seq + 1
     assert [(e.symbol, e.price, e.ts_ms) for e in first.marks] == [
-        ("ETHUSDT", 2500.25, now), ("BTCUSDT", 65000.5, now)]  # fmt: skip
+        ("ETHUSDT", 2500.25, now),
+        ("BTCUSDT", 65000.5, now),
+    ]
     assert first.marks[0].funding_rate == 0.00038167  # the real payload's other fields
     assert first.marks[0].next_funding_time_ms == 1562306400000
     # The array with a kline in it, the two bad prices of one array, the zero-priced frame.

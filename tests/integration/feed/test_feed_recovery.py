@@ -29,8 +29,11 @@ from tests.services import eventually, redis_server
 
 def bars_of(feed: FeedProcess, reason: str, symbol: str) -> list[int]:
     """Return the `bars` of each `klines_backfilled` line with this reason and symbol."""
-    lines = [x for x in feed.log_events("klines_backfilled")
-             if f"reason={reason}" in x and f"symbol={symbol}" in x]  # fmt: skip
+    lines = [
+        x
+        for x in feed.log_events("klines_backfilled")
+        if f"reason={reason}" in x and f"symbol={symbol}" in x
+    ]
     return [int(re.search(r"bars=(\d+)", x).group(1)) for x in lines]  # type: ignore[union-attr]
 
 

@@ -24,9 +24,17 @@ from tests.paper_exchange_fixture import (
 )
 from tests.services import RedisServer
 
-GUARD_FAST = {"heartbeat_interval_s": 0.2, "check_interval_s": 0.1, "reconcile_interval_s": 1.0,
-              "feed_silent_after_s": 1.0, "trader_silent_after_s": 1.0, "rest_poll_interval_s": 0.2,
-              "flatten_round_s": 0.2, "flatten_max_rounds": 20, "call_timeout_s": 5.0}  # fmt: skip
+GUARD_FAST = {
+    "heartbeat_interval_s": 0.2,
+    "check_interval_s": 0.1,
+    "reconcile_interval_s": 1.0,
+    "feed_silent_after_s": 1.0,
+    "trader_silent_after_s": 1.0,
+    "rest_poll_interval_s": 0.2,
+    "flatten_round_s": 0.2,
+    "flatten_max_rounds": 20,
+    "call_timeout_s": 5.0,
+}
 
 
 @pytest.fixture
@@ -61,8 +69,9 @@ def start_guard(
                 overlay[name] = {**overlay.get(name, {}), **sections[name]}
         config = tmp_path / f"guard-{len(guards)}.toml"
         write_overlay(config, overlay)
-        guard = FeedProcess(config, tmp_path / f"guard-{len(guards)}.log", run_dir, {},
-                            module="procs.guard").start()  # fmt: skip
+        guard = FeedProcess(
+            config, tmp_path / f"guard-{len(guards)}.log", run_dir, {}, module="procs.guard"
+        ).start()
         guards.append(guard)
         return guard
 
@@ -109,8 +118,9 @@ def mark(px: PaperExchangeProcess, symbol: str = "BTCUSDT") -> Decimal:
     return Decimal(call(px, use)["markPrice"])
 
 
-def open_position(px: PaperExchangeProcess, side: str = "BUY", qty: str = "0.02",
-                  symbol: str = "BTCUSDT") -> None:  # fmt: skip
+def open_position(
+    px: PaperExchangeProcess, side: str = "BUY", qty: str = "0.02", symbol: str = "BTCUSDT"
+) -> None:
     rest(px, "POST", "/fapi/v1/order", symbol=symbol, side=side, type="MARKET", quantity=qty)
 
 

@@ -146,11 +146,13 @@ def test_slt_flatten_closes_everything_and_slt_rearm_clears_the_halt(px, start_g
     env = {**os.environ, "SLT_CONFIG": str(guard.config_path), "SLT_MODE": "paper"}
     env.pop("PYTHONASYNCIODEBUG", None)
     slt = [sys.executable, "-m", "procs.cli"]
-    refused = subprocess.run([*slt, "flatten"], input="no\n", env=env, capture_output=True,
-                             text=True, timeout=60)  # fmt: skip
+    refused = subprocess.run(
+        [*slt, "flatten"], input="no\n", env=env, capture_output=True, text=True, timeout=60
+    )
     assert refused.returncode == 1 and position(px) != 0
-    done = subprocess.run([*slt, "flatten", "--yes"], env=env, capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [*slt, "flatten", "--yes"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert position(px) == 0 and position(px, "ETHUSDT") == 0
     assert algo_orders(px) == [] and algo_orders(px, "ETHUSDT") == []
@@ -191,9 +193,19 @@ def test_a_restarted_guard_keeps_a_stop_that_trailed_tighter_than_the_plan(px, s
     open_position(px, "BUY", "0.02")
     entry = Decimal(rest(px, "GET", "/fapi/v3/positionRisk", symbol="BTCUSDT")[0]["entryPrice"])
     tight = (entry * Decimal("0.995")).quantize(Decimal("0.1"))  # the default plan's is 2 % away
-    rest(px, "POST", "/fapi/v1/algoOrder", algoType="CONDITIONAL", symbol="BTCUSDT", side="SELL",
-         type="STOP_MARKET", triggerPrice=str(tight), closePosition="true",
-         workingType="MARK_PRICE", clientAlgoId="slt-BTCUSDT_1-stop-4")  # fmt: skip
+    rest(
+        px,
+        "POST",
+        "/fapi/v1/algoOrder",
+        algoType="CONDITIONAL",
+        symbol="BTCUSDT",
+        side="SELL",
+        type="STOP_MARKET",
+        triggerPrice=str(tight),
+        closePosition="true",
+        workingType="MARK_PRICE",
+        clientAlgoId="slt-BTCUSDT_1-stop-4",
+    )
     guard = start_guard()
     wait_for_log(guard, "guard_started", timeout_s=15.0)
     eventually(lambda: len(guard.log_events("guard_stats")) == 0 and guard.is_running(), 1.5)
@@ -260,8 +272,10 @@ def test_a_marks_all_message_on_the_feed_bus_drives_the_guards_exit(px, start_gu
         def publish(btc: float) -> None:
             now = time.time_ns() // 1_000_000
             funding = now + 60_000
-            entries = (bus.MarkEntry("ETHUSDT", 2500.0, 2500.0, 0.0001, funding, now),
-                       bus.MarkEntry("BTCUSDT", btc, btc, 0.0001, funding, now))  # fmt: skip
+            entries = (
+                bus.MarkEntry("ETHUSDT", 2500.0, 2500.0, 0.0001, funding, now),
+                bus.MarkEntry("BTCUSDT", btc, btc, 0.0001, funding, now),
+            )
             pub.publish(bus.MARKS_TOPIC, bus.Marks(ts_ms=now, marks=entries))
 
         # A mark that is no price (NaN, 0) is logged and ignored, never acted on (a 0 would be

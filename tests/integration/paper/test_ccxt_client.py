@@ -27,10 +27,14 @@ def make_client(rest_url: str, ws_url: str, api_key: str, api_secret: str) -> An
         }
     )
     for name, path in {
-        "fapiPublic": "/fapi/v1", "fapiPublicV2": "/fapi/v2", "fapiPublicV3": "/fapi/v3",
-        "fapiPrivate": "/fapi/v1", "fapiPrivateV2": "/fapi/v2", "fapiPrivateV3": "/fapi/v3",
+        "fapiPublic": "/fapi/v1",
+        "fapiPublicV2": "/fapi/v2",
+        "fapiPublicV3": "/fapi/v3",
+        "fapiPrivate": "/fapi/v1",
+        "fapiPrivateV2": "/fapi/v2",
+        "fapiPrivateV3": "/fapi/v3",
         "fapiData": "/futures/data",
-    }.items():  # fmt: skip
+    }.items():
         ex.urls["api"][name] = rest_url + path
     ex.urls["api"]["ws"]["linear"] = ws_url + "/ws"
     # ccxt picks the linear error map by URL prefix; on localhost restore it (§8.1).
@@ -76,9 +80,11 @@ async def trade_round_trip(ex: Any) -> dict[str, Any]:
 def seen(paper_exchange: Any) -> dict[str, Any]:
     async def run() -> dict[str, Any]:
         ex = make_client(
-            paper_exchange.rest_url, paper_exchange.ws_url,
-            paper_exchange.api_key, paper_exchange.api_secret,
-        )  # fmt: skip
+            paper_exchange.rest_url,
+            paper_exchange.ws_url,
+            paper_exchange.api_key,
+            paper_exchange.api_secret,
+        )
         try:
             return await asyncio.wait_for(trade_round_trip(ex), 60)
         finally:

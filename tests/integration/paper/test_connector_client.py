@@ -25,9 +25,11 @@ SYMBOL = "BTCUSDT"
 @pytest.fixture
 def client(paper_exchange: Any) -> Iterator[UMFutures]:
     um = UMFutures(
-        key=paper_exchange.api_key, secret=paper_exchange.api_secret,
-        base_url=paper_exchange.rest_url, timeout=10,
-    )  # fmt: skip
+        key=paper_exchange.api_key,
+        secret=paper_exchange.api_secret,
+        base_url=paper_exchange.rest_url,
+        timeout=10,
+    )
     yield um
     um.session.close()  # its pooled keep-alive socket would otherwise leak into later tests
 
@@ -48,10 +50,18 @@ def test_connector_rest_round_trip_with_query_string_orders(client: UMFutures) -
     # No algo-order method in this connector (deprecated before the migration): sign_request.
     trigger = (average * Decimal("0.9")).quantize(Decimal("0.1"))
     stop = client.sign_request(
-        "POST", "/fapi/v1/algoOrder",
-        {"algoType": "CONDITIONAL", "symbol": SYMBOL, "side": "SELL", "type": "STOP_MARKET",
-         "triggerPrice": str(trigger), "closePosition": "true", "workingType": "MARK_PRICE"},
-    )  # fmt: skip
+        "POST",
+        "/fapi/v1/algoOrder",
+        {
+            "algoType": "CONDITIONAL",
+            "symbol": SYMBOL,
+            "side": "SELL",
+            "type": "STOP_MARKET",
+            "triggerPrice": str(trigger),
+            "closePosition": "true",
+            "workingType": "MARK_PRICE",
+        },
+    )
     assert stop["algoStatus"] == "NEW" and stop["closePosition"] is True
     assert Decimal(stop["triggerPrice"]) == trigger
 
@@ -61,12 +71,23 @@ def test_connector_rest_round_trip_with_query_string_orders(client: UMFutures) -
 
     # A conditional type on the regular order endpoint is refused as on Binance since 2025-12.
     with pytest.raises(ClientError) as refused:
-        client.new_order(symbol=SYMBOL, side="SELL", type="STOP_MARKET", stopPrice=str(trigger),
-                         closePosition="true")  # fmt: skip
+        client.new_order(
+            symbol=SYMBOL,
+            side="SELL",
+            type="STOP_MARKET",
+            stopPrice=str(trigger),
+            closePosition="true",
+        )
     assert (refused.value.status_code, refused.value.error_code) == (400, -4120)
 
-    closed = client.new_order(symbol=SYMBOL, side="SELL", type="MARKET", quantity=0.002,
-                              reduceOnly="true", newOrderRespType="RESULT")  # fmt: skip
+    closed = client.new_order(
+        symbol=SYMBOL,
+        side="SELL",
+        type="MARKET",
+        quantity=0.002,
+        reduceOnly="true",
+        newOrderRespType="RESULT",
+    )
     assert closed["status"] == "FILLED"
     assert all(p["positionAmt"] in ("0", "0.000") for p in client.get_position_risk(symbol=SYMBOL))
     cancelled = client.sign_request("DELETE", "/fapi/v1/algoOpenOrders", {"symbol": SYMBOL})

@@ -26,8 +26,13 @@ def px(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaperExchangeProces
     process.stop()
 
 
-def signed(px: PaperExchangeProcess, method: str, path: str, params: dict[str, Any] | None = None,
-           **kwargs: Any) -> Reply:  # fmt: skip
+def signed(
+    px: PaperExchangeProcess,
+    method: str,
+    path: str,
+    params: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> Reply:
     return call(px, lambda c: c.signed(method, path, params, **kwargs))
 
 
@@ -42,10 +47,21 @@ def resting_buy_price(px: PaperExchangeProcess, symbol: str = "BTCUSDT") -> str:
 @pytest.mark.parametrize("style", ["ccxt", "connector", "python-binance"])
 def test_limit_order_round_trip_in_each_client_style(px: PaperExchangeProcess, style: str) -> None:
     client_id = f"auth-{style}-{now_ms()}"[:36]
-    placed = signed(px, "POST", "/fapi/v1/order", {
-        "symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
-        "quantity": "0.002", "price": resting_buy_price(px), "newClientOrderId": client_id,
-    }, style=style)  # fmt: skip
+    placed = signed(
+        px,
+        "POST",
+        "/fapi/v1/order",
+        {
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "type": "LIMIT",
+            "timeInForce": "GTC",
+            "quantity": "0.002",
+            "price": resting_buy_price(px),
+            "newClientOrderId": client_id,
+        },
+        style=style,
+    )
     assert placed.status == 200, placed.text
     assert placed.body["status"] == "NEW" and placed.body["clientOrderId"] == client_id
     assert "code" not in placed.body
@@ -61,16 +77,35 @@ def test_limit_order_round_trip_in_each_client_style(px: PaperExchangeProcess, s
 
 
 def test_market_order_opens_a_position_visible_in_position_risk(px: PaperExchangeProcess) -> None:
-    placed = signed(px, "POST", "/fapi/v1/order", {
-        "symbol": "ETHUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.010",
-        "newOrderRespType": "RESULT"})  # fmt: skip
+    placed = signed(
+        px,
+        "POST",
+        "/fapi/v1/order",
+        {
+            "symbol": "ETHUSDT",
+            "side": "BUY",
+            "type": "MARKET",
+            "quantity": "0.010",
+            "newOrderRespType": "RESULT",
+        },
+    )
     assert placed.status == 200, placed.text
     assert placed.body["status"] == "FILLED"
     positions = signed(px, "GET", "/fapi/v3/positionRisk", {"symbol": "ETHUSDT"}).body
     assert [p["positionAmt"] for p in positions] == ["0.010"]
-    closed = signed(px, "POST", "/fapi/v1/order", {
-        "symbol": "ETHUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.010",
-        "reduceOnly": "true"}, style="connector")  # fmt: skip
+    closed = signed(
+        px,
+        "POST",
+        "/fapi/v1/order",
+        {
+            "symbol": "ETHUSDT",
+            "side": "SELL",
+            "type": "MARKET",
+            "quantity": "0.010",
+            "reduceOnly": "true",
+        },
+        style="connector",
+    )
     assert closed.status == 200, closed.text
 
 
@@ -111,7 +146,9 @@ def test_recv_window_admits_an_older_timestamp_and_caps_at_60000(px: PaperExchan
 def test_wrong_secret_is_1022_with_400(px: PaperExchangeProcess) -> None:
     reply = signed(px, "GET", "/fapi/v2/balance", secret="not-the-secret")
     assert (reply.status, reply.body) == (
-        400, {"code": -1022, "msg": "Signature for this request is not valid."})  # fmt: skip
+        400,
+        {"code": -1022, "msg": "Signature for this request is not valid."},
+    )
 
 
 def test_unknown_api_key_is_2015_with_401(px: PaperExchangeProcess) -> None:
@@ -129,12 +166,14 @@ def test_missing_api_key_is_2014_with_401(px: PaperExchangeProcess) -> None:
 
 def test_missing_signature_and_timestamp_are_1102(px: PaperExchangeProcess) -> None:
     headers = {"X-MBX-APIKEY": px.api_key}
-    no_signature = call(px, lambda c: c.raw("GET", "/fapi/v2/balance", f"timestamp={now_ms()}",
-                                            headers=headers))  # fmt: skip
+    no_signature = call(
+        px, lambda c: c.raw("GET", "/fapi/v2/balance", f"timestamp={now_ms()}", headers=headers)
+    )
     assert (no_signature.status, no_signature.body["code"]) == (400, -1102)
     assert "'signature'" in no_signature.body["msg"]
-    no_timestamp = call(px, lambda c: c.raw("GET", "/fapi/v2/balance", "signature=ab",
-                                            headers=headers))  # fmt: skip
+    no_timestamp = call(
+        px, lambda c: c.raw("GET", "/fapi/v2/balance", "signature=ab", headers=headers)
+    )
     assert (no_timestamp.status, no_timestamp.body["code"]) == (400, -1102)
     assert "'timestamp'" in no_timestamp.body["msg"]
 
@@ -151,8 +190,14 @@ def test_leverage_bracket_is_signed_and_keeps_numbers(px: PaperExchangeProcess) 
     reply = signed(px, "GET", "/fapi/v1/leverageBracket", {"symbol": "BTCUSDT"})
     assert reply.status == 200, reply.text
     first = reply.body["brackets"][0]
-    assert list(first) == ["bracket", "initialLeverage", "notionalCap", "notionalFloor",
-                           "maintMarginRatio", "cum"]  # fmt: skip
+    assert list(first) == [
+        "bracket",
+        "initialLeverage",
+        "notionalCap",
+        "notionalFloor",
+        "maintMarginRatio",
+        "cum",
+    ]
     assert isinstance(first["notionalCap"], int) and isinstance(first["maintMarginRatio"], float)
     unsigned = call(px, lambda c: c.public("/fapi/v1/leverageBracket"))
     assert unsigned.status == 401

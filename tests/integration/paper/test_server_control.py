@@ -54,8 +54,12 @@ def test_control_api_needs_the_paper_api_key(px: PaperExchangeProcess) -> None:
 def test_status_reports_clock_faults_and_connections(px: PaperExchangeProcess) -> None:
     status = control(px, "GET", "/_sim/status").body
     assert status["speed"] == 1.0 and status["is_paused"] is False
-    assert status["faults"] == {"ws_stalled": False, "http_error_status": 0,
-                                "http_error_remaining_ms": 0, "latency_ms": 0}  # fmt: skip
+    assert status["faults"] == {
+        "ws_stalled": False,
+        "http_error_status": 0,
+        "http_error_remaining_ms": 0,
+        "latency_ms": 0,
+    }
     assert status["ws_connections"] == 0 and status["price_overrides"] == {}
 
 
@@ -193,8 +197,11 @@ async def pong_within(ws: aiohttp.ClientWebSocketResponse, timeout_s: float) -> 
             return False
         if message.type == aiohttp.WSMsgType.PONG:
             return True
-        if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
-                            aiohttp.WSMsgType.ERROR):  # fmt: skip
+        if message.type in (
+            aiohttp.WSMsgType.CLOSE,
+            aiohttp.WSMsgType.CLOSED,
+            aiohttp.WSMsgType.ERROR,
+        ):
             return False
     return False
 
@@ -206,8 +213,11 @@ async def closed_within(ws: aiohttp.ClientWebSocketResponse, timeout_s: float) -
             message = await ws.receive(timeout=left)
         except TimeoutError:
             return False
-        if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
-                            aiohttp.WSMsgType.ERROR):  # fmt: skip
+        if message.type in (
+            aiohttp.WSMsgType.CLOSE,
+            aiohttp.WSMsgType.CLOSED,
+            aiohttp.WSMsgType.ERROR,
+        ):
             return True
     return False
 

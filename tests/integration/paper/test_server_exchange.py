@@ -65,10 +65,17 @@ def test_state_round_trip_keeps_orders_epoch_and_running_clock(tmp_path: Path) -
     px = open_at(cfg, wall)
     price = px.market.last_price("BTCUSDT", px.now_ms()) * 98 // 100
     placed = px.engine.post_order(
-        {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
-         "quantity": "0.002", "price": str(price), "newClientOrderId": "round-trip"},
+        {
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "type": "LIMIT",
+            "timeInForce": "GTC",
+            "quantity": "0.002",
+            "price": str(price),
+            "newClientOrderId": "round-trip",
+        },
         px.now_ms(),
-    )  # fmt: skip
+    )
     px.save()
     saved = json.loads(px.state_path.read_text())
     assert saved["version"] == 1 and saved["last_step_ms"] == T0_MS

@@ -15,8 +15,13 @@ from tests.paper_exchange_fixture import (
     start_paper_exchange,
 )
 
-LIMITS = {"request_weight_limit_1m": 40, "ban_after_429s": 2, "ban_s": 30.0,
-          "order_limit_10s": 3, "order_limit_1m": 100}  # fmt: skip
+LIMITS = {
+    "request_weight_limit_1m": 40,
+    "ban_after_429s": 2,
+    "ban_s": 30.0,
+    "order_limit_10s": 3,
+    "order_limit_1m": 100,
+}
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +75,9 @@ def test_order_rate_limit_is_429_1015_and_counts_are_in_headers(px: PaperExchang
     async def orders(c: BinanceTestClient) -> list[Reply]:
         replies = []
         for _ in range(6):  # bad signatures: counted as order requests, refused by auth
-            replies.append(await c.signed("POST", "/fapi/v1/order", {"symbol": "BTCUSDT"},
-                                          secret="wrong"))  # fmt: skip
+            replies.append(
+                await c.signed("POST", "/fapi/v1/order", {"symbol": "BTCUSDT"}, secret="wrong")
+            )
             if replies[-1].status == 429:
                 break
         return replies

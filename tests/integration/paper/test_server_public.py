@@ -31,8 +31,11 @@ def ccxt_entry(endpoint: str) -> Any:
 
 
 def json_type(value: Any) -> str:
-    return "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else \
-        type(value).__name__  # fmt: skip
+    return (
+        "number"
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+        else type(value).__name__
+    )
 
 
 def assert_same_shape(
@@ -143,8 +146,16 @@ def test_premium_index_has_the_docs_keys_and_types(px: PaperExchangeProcess) -> 
     # The docs-derived file lists nextFundingTime before interestRate; Binance's docs (and the
     # digest §5.5) put interestRate first. Key set and types must match; order follows the docs.
     assert sorted(ours) == sorted(real)
-    assert list(ours) == ["symbol", "markPrice", "indexPrice", "estimatedSettlePrice",
-                          "lastFundingRate", "interestRate", "nextFundingTime", "time"]  # fmt: skip
+    assert list(ours) == [
+        "symbol",
+        "markPrice",
+        "indexPrice",
+        "estimatedSettlePrice",
+        "lastFundingRate",
+        "interestRate",
+        "nextFundingTime",
+        "time",
+    ]
     for key, value in real.items():
         assert json_type(ours[key]) == json_type(value), key
     assert ours["nextFundingTime"] % (8 * 3600 * 1000) == 0
@@ -162,11 +173,26 @@ def test_depth_matches_the_real_ccxt_capture(px: PaperExchangeProcess) -> None:
 def test_ticker_24hr_and_book_ticker_have_binance_keys(px: PaperExchangeProcess) -> None:
     ticker = get(px, "/fapi/v1/ticker/24hr", symbol="BTCUSDT").body
     assert list(ticker) == [
-        "symbol", "priceChange", "priceChangePercent", "weightedAvgPrice", "lastPrice", "lastQty",
-        "openPrice", "highPrice", "lowPrice", "volume", "quoteVolume", "openTime", "closeTime",
-        "firstId", "lastId", "count"]  # fmt: skip
-    assert all(isinstance(ticker[k], int) for k in ("openTime", "closeTime", "firstId", "lastId",
-                                                    "count"))  # fmt: skip
+        "symbol",
+        "priceChange",
+        "priceChangePercent",
+        "weightedAvgPrice",
+        "lastPrice",
+        "lastQty",
+        "openPrice",
+        "highPrice",
+        "lowPrice",
+        "volume",
+        "quoteVolume",
+        "openTime",
+        "closeTime",
+        "firstId",
+        "lastId",
+        "count",
+    ]
+    assert all(
+        isinstance(ticker[k], int) for k in ("openTime", "closeTime", "firstId", "lastId", "count")
+    )
     book = get(px, "/fapi/v1/ticker/bookTicker", symbol="BTCUSDT").body
     assert list(book) == ["symbol", "bidPrice", "bidQty", "askPrice", "askQty", "time"]
 

@@ -34,12 +34,27 @@ def test_orders_and_positions_survive_kill_9(paper_exchange_factory: Factory) ->
         call(px, lambda c: c.public("/fapi/v1/ticker/price", symbol="BTCUSDT")).body["price"]
     )
     price = str((last * Decimal("0.98")).quantize(Decimal("0.1"), rounding=ROUND_DOWN))
-    limit = signed(px, "POST", "/fapi/v1/order", {
-        "symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
-        "quantity": "0.003", "price": price, "newClientOrderId": "survivor-limit"})  # fmt: skip
+    limit = signed(
+        px,
+        "POST",
+        "/fapi/v1/order",
+        {
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "type": "LIMIT",
+            "timeInForce": "GTC",
+            "quantity": "0.003",
+            "price": price,
+            "newClientOrderId": "survivor-limit",
+        },
+    )
     assert limit.status == 200, limit.text
-    market = signed(px, "POST", "/fapi/v1/order", {
-        "symbol": "ETHUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.020"})  # fmt: skip
+    market = signed(
+        px,
+        "POST",
+        "/fapi/v1/order",
+        {"symbol": "ETHUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.020"},
+    )
     assert market.status == 200, market.text
 
     px.kill()  # SIGKILL straight after the replies: the state was saved before they were sent
@@ -47,7 +62,8 @@ def test_orders_and_positions_survive_kill_9(paper_exchange_factory: Factory) ->
 
     open_orders = signed(px, "GET", "/fapi/v1/openOrders", {"symbol": "BTCUSDT"}).body
     assert [(o["clientOrderId"], o["price"], o["origQty"]) for o in open_orders] == [
-        ("survivor-limit", limit.body["price"], "0.003")]  # fmt: skip
+        ("survivor-limit", limit.body["price"], "0.003")
+    ]
     positions = signed(px, "GET", "/fapi/v2/positionRisk", {"symbol": "ETHUSDT"}).body
     assert [p["positionAmt"] for p in positions] == ["-0.020"]
     assert "state_loaded" in px.log_text()
@@ -63,8 +79,9 @@ def test_sigterm_exits_0_after_saving_state(paper_exchange_factory: Factory) -> 
     assert "paper_exchange_stopped" in log
 
 
-def test_corrupt_state_exits_2_with_one_line_and_keeps_the_file(paper_exchange_factory: Factory,
-                                                                tmp_path: Any) -> None:  # fmt: skip
+def test_corrupt_state_exits_2_with_one_line_and_keeps_the_file(
+    paper_exchange_factory: Factory, tmp_path: Any
+) -> None:
     state_path = tmp_path / "corrupt.json"
     state_path.write_text('{"version": 1, "clock": {"sim_ms": 17')
     px = paper_exchange_factory(state_path=state_path, wait=False)

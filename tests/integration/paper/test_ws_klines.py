@@ -21,8 +21,20 @@ from tests.integration.paper.ws_harness import (
 
 def as_rest_row(k: dict[str, Any]) -> list[Any]:
     """The REST /fapi/v1/klines element a closed stream kline must equal."""
-    return [k["t"], k["o"], k["h"], k["l"], k["c"], k["v"], k["T"], k["q"], k["n"], k["V"], k["Q"],
-            "0"]  # fmt: skip
+    return [
+        k["t"],
+        k["o"],
+        k["h"],
+        k["l"],
+        k["c"],
+        k["v"],
+        k["T"],
+        k["q"],
+        k["n"],
+        k["V"],
+        k["Q"],
+        "0",
+    ]
 
 
 async def rest_klines(ex: Exchange, interval: str, start_ms: int, limit: int) -> list[list[Any]]:

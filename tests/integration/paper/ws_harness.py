@@ -58,9 +58,14 @@ class Exchange:
 async def running_exchange(tmp_path: Path, **overrides: Any) -> AsyncIterator[Exchange]:
     """Serve a fresh paper exchange (fresh account) with `[paper_exchange]` overrides."""
     port = free_port()
-    values = {"port": port, "state_path": str(tmp_path / f"state-{port}.json"),
-              "symbols": TEST_SYMBOLS, "api_key": API_KEY, "api_secret": API_SECRET,
-              **overrides}  # fmt: skip
+    values = {
+        "port": port,
+        "state_path": str(tmp_path / f"state-{port}.json"),
+        "symbols": TEST_SYMBOLS,
+        "api_key": API_KEY,
+        "api_secret": API_SECRET,
+        **overrides,
+    }
     cfg = load_config("paper", overlay={"paper_exchange": values}, env={}).paper_exchange
     px, _is_new = await asyncio.to_thread(open_paper_exchange, cfg)  # reads replay data: 0.4 s
     runner = web.AppRunner(
@@ -72,8 +77,9 @@ async def running_exchange(tmp_path: Path, **overrides: Any) -> AsyncIterator[Ex
         await web.TCPSite(runner, "127.0.0.1", port).start()
         steps = asyncio.create_task(run_steps(px))
         async with aiohttp.ClientSession() as session:
-            yield Exchange(px, f"ws://127.0.0.1:{port}",
-                           BinanceTestClient(session, f"http://127.0.0.1:{port}"))  # fmt: skip
+            yield Exchange(
+                px, f"ws://127.0.0.1:{port}", BinanceTestClient(session, f"http://127.0.0.1:{port}")
+            )
     finally:
         if steps is not None:
             steps.cancel()

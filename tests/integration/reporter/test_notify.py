@@ -201,9 +201,15 @@ def test_messages_are_delivered_in_order_on_both_channels_spaced_by_the_min_inte
 def test_telegram_429_waits_retry_after_then_resends_the_same_message_once(
     logs: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    limited = Reply(429, {"ok": False, "error_code": 429,
-                          "description": "Too Many Requests: retry after 1",
-                          "parameters": {"retry_after": 1}})  # fmt: skip
+    limited = Reply(
+        429,
+        {
+            "ok": False,
+            "error_code": 429,
+            "description": "Too Many Requests: retry after 1",
+            "parameters": {"retry_after": 1},
+        },
+    )
 
     async def scenario() -> tuple[StandIn, dict[str, int]]:
         async with stand_in(telegram_ok(), [limited]) as tg:
@@ -293,8 +299,9 @@ def test_server_errors_and_timeouts_are_retried_with_back_off_then_delivered(
 def test_a_4xx_rejection_drops_the_message_without_retrying(
     logs: pytest.LogCaptureFixture,
 ) -> None:
-    rejected = Reply(400, {"ok": False, "error_code": 400,
-                           "description": "Bad Request: chat not found"})  # fmt: skip
+    rejected = Reply(
+        400, {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}
+    )
 
     async def scenario() -> tuple[StandIn, dict[str, int]]:
         async with stand_in(telegram_ok(), [rejected]) as tg:
@@ -394,11 +401,18 @@ def test_long_texts_are_cut_to_each_channel_limit_with_an_ellipsis() -> None:
 
 def trade(**overrides: Any) -> TradeRecord:
     fields: dict[str, Any] = {
-        "trade_id": "sig-8812", "is_virtual": False, "symbol": "BTCUSDT", "side": "SELL",
-        "quantity": Decimal("0.004"), "entry_price": Decimal("97012.5"),
-        "entry_ms": 1_767_225_600_000, "confidence": 0.634, "model_version": 3,
-        "feature_schema": "v1", "features": (0.1, 0.2),
-    }  # fmt: skip
+        "trade_id": "sig-8812",
+        "is_virtual": False,
+        "symbol": "BTCUSDT",
+        "side": "SELL",
+        "quantity": Decimal("0.004"),
+        "entry_price": Decimal("97012.5"),
+        "entry_ms": 1_767_225_600_000,
+        "confidence": 0.634,
+        "model_version": 3,
+        "feature_schema": "v1",
+        "features": (0.1, 0.2),
+    }
     fields.update(overrides)
     return TradeRecord(**fields)
 
@@ -406,15 +420,26 @@ def trade(**overrides: Any) -> TradeRecord:
 def test_trade_and_alert_texts_carry_symbol_side_quantity_prices_pnl_and_reason() -> None:
     opened = trade_opened_text(trade())
     closed = trade_closed_text(
-        trade(exit_price=Decimal("96500.0"), exit_ms=1_767_225_600_000 + 5_400_000,
-              exit_reason="take_profit", gross_pnl_usdt=Decimal("2.05"),
-              fees_usdt=Decimal("0.1553"), funding_usdt=Decimal("-0.01"),
-              net_pnl_usdt=Decimal("1.8847"), is_win=True)
-    )  # fmt: skip
+        trade(
+            exit_price=Decimal("96500.0"),
+            exit_ms=1_767_225_600_000 + 5_400_000,
+            exit_reason="take_profit",
+            gross_pnl_usdt=Decimal("2.05"),
+            fees_usdt=Decimal("0.1553"),
+            funding_usdt=Decimal("-0.01"),
+            net_pnl_usdt=Decimal("1.8847"),
+            is_win=True,
+        )
+    )
     alert = alert_text(
-        Alert(kind="kill_switch_drawdown", source="guard", detail="drawdown 12.1% exceeds 10%",
-              ts_ms=1_767_225_600_000, symbol="BTCUSDT")
-    )  # fmt: skip
+        Alert(
+            kind="kill_switch_drawdown",
+            source="guard",
+            detail="drawdown 12.1% exceeds 10%",
+            ts_ms=1_767_225_600_000,
+            symbol="BTCUSDT",
+        )
+    )
     assert opened == (
         "OPENED BTCUSDT SHORT qty 0.004 at 97012.5\n"
         "trade sig-8812 at 2026-01-01 00:00:00 UTC, confidence 0.63, model v3"

@@ -55,9 +55,11 @@ def paper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaperExchangePro
 def status_config(px: PaperExchangeProcess, run_dir: Path) -> Config:
     cfg = load_config("paper", env={})
     return dataclasses.replace(
-        cfg, exchange=client_config(px), run=dataclasses.replace(cfg.run, dir=str(run_dir)),
+        cfg,
+        exchange=client_config(px),
+        run=dataclasses.replace(cfg.run, dir=str(run_dir)),
         reporter=dataclasses.replace(cfg.reporter, call_timeout_s=5.0),
-    )  # fmt: skip
+    )
 
 
 def test_collect_status_shows_protected_and_unprotected_positions_and_missing_sources(
@@ -77,8 +79,9 @@ def test_collect_status_shows_protected_and_unprotected_positions_and_missing_so
             await c.new_order("ETHUSDT", "SELL", "MARKET", Decimal("0.010"), "slt-st2-entry-0")
             (mark,) = await c.mark_prices("BTCUSDT")
             trigger = (mark.mark_price * Decimal("0.97")).quantize(Decimal("0.1"), ROUND_DOWN)
-            await c.new_algo_order("BTCUSDT", "SELL", "STOP_MARKET", trigger, "slt-st1-stop-0",
-                                   is_close_position=True)  # fmt: skip
+            await c.new_algo_order(
+                "BTCUSDT", "SELL", "STOP_MARKET", trigger, "slt-st1-stop-0", is_close_position=True
+            )
             return await collect_status(cfg, None, c, None, None)
 
     try:
@@ -91,7 +94,11 @@ def test_collect_status_shows_protected_and_unprotected_positions_and_missing_so
     assert (btc.symbol, btc.amount, btc.is_protected) == ("BTCUSDT", Decimal("0.003"), True)
     assert [x.client_id for x in btc.stops] == ["slt-st1-stop-0"]
     assert (eth.symbol, eth.amount, eth.is_protected, eth.stops) == (
-        "ETHUSDT", Decimal("-0.010"), False, [])  # fmt: skip
+        "ETHUSDT",
+        Decimal("-0.010"),
+        False,
+        [],
+    )
     for p in (btc, eth):
         assert p.liquidation_price > 0 and p.liquidation_distance_pct is not None
         expected = float(abs(p.mark_price - p.liquidation_price) / p.mark_price * 100)
@@ -113,13 +120,20 @@ def test_collect_status_reports_an_unreachable_exchange_as_errors(tmp_path: Path
     cfg = load_config("paper", env={})
     url = f"127.0.0.1:{free_port()}"  # nothing listens there
     exchange = dataclasses.replace(
-        cfg.exchange, rest_url=f"http://{url}", ws_url=f"ws://{url}", request_timeout_s=0.5,
-        retry_base_s=0.01, retry_cap_s=0.05, rate_limit_max_wait_s=0.5,
-    )  # fmt: skip
+        cfg.exchange,
+        rest_url=f"http://{url}",
+        ws_url=f"ws://{url}",
+        request_timeout_s=0.5,
+        retry_base_s=0.01,
+        retry_cap_s=0.05,
+        rate_limit_max_wait_s=0.5,
+    )
     cfg = dataclasses.replace(
-        cfg, exchange=exchange, run=dataclasses.replace(cfg.run, dir=str(tmp_path)),
+        cfg,
+        exchange=exchange,
+        run=dataclasses.replace(cfg.run, dir=str(tmp_path)),
         reporter=dataclasses.replace(cfg.reporter, call_timeout_s=2.0),
-    )  # fmt: skip
+    )
 
     async def scenario() -> StatusSnapshot:
         async with ExchangeClient(cfg.exchange, logger=client_logger()) as c:
@@ -129,9 +143,13 @@ def test_collect_status_reports_an_unreachable_exchange_as_errors(tmp_path: Path
     assert (s.positions, s.open_orders, s.equity_usdt, s.programs) == ([], [], None, [])
     assert (s.halted, s.halt_reason) == (False, "")
     assert sorted(e.split(":")[0] for e in s.errors) == [
-        "exchange account", "exchange open orders", "exchange positions", "exchange stop orders",
-        "postgres", "supervisord",
-    ]  # fmt: skip
+        "exchange account",
+        "exchange open orders",
+        "exchange positions",
+        "exchange stop orders",
+        "postgres",
+        "supervisord",
+    ]
     assert all(cfg.exchange.api_secret not in e for e in s.errors)
 
 
@@ -140,13 +158,15 @@ def test_collect_status_joins_supervisord_heartbeats_model_and_redis(
     database_dsn: str,
     redis_instance: RedisServer,
 ) -> None:
-    stack = start_stack([Program("feed"), Program("guard"),
-                         Program("trader", ("--exit-now",), startretries=0)])  # fmt: skip
+    stack = start_stack(
+        [Program("feed"), Program("guard"), Program("trader", ("--exit-now",), startretries=0)]
+    )
     cfg = load_config("paper", env={})
     cfg = dataclasses.replace(
-        cfg, run=dataclasses.replace(cfg.run, dir=str(stack.run_dir)),
+        cfg,
+        run=dataclasses.replace(cfg.run, dir=str(stack.run_dir)),
         reporter=dataclasses.replace(cfg.reporter, call_timeout_s=5.0),
-    )  # fmt: skip
+    )
 
     def settled() -> bool:
         beats = stack.beats()
@@ -169,7 +189,10 @@ def test_collect_status_joins_supervisord_heartbeats_model_and_redis(
     s = asyncio.run(scenario())
     assert s.instance == stack.instance
     assert [(p.name, p.state) for p in s.programs] == [
-        ("feed", "RUNNING"), ("guard", "RUNNING"), ("trader", "FATAL")]  # fmt: skip
+        ("feed", "RUNNING"),
+        ("guard", "RUNNING"),
+        ("trader", "FATAL"),
+    ]
     feed, guard, trader = s.programs
     for p in (feed, guard):
         assert p.pid == stack.info(p.name).pid and p.pid > 0
@@ -243,11 +266,20 @@ def count_colour(rows: list[bytes], bpp: int, colour: tuple[int, int, int]) -> i
 async def run_chromium(*args: str, timeout_s: float = 90.0) -> bytes:
     with tempfile.TemporaryDirectory(prefix="slt-chromium-") as profile:
         process = await asyncio.create_subprocess_exec(
-            CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-            "--no-first-run", "--disable-dev-shm-usage", "--force-color-profile=srgb",
-            f"--user-data-dir={profile}", "--window-size=1280,1000", *args,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+            CHROMIUM,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            "--force-color-profile=srgb",
+            f"--user-data-dir={profile}",
+            "--window-size=1280,1000",
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         try:
             async with asyncio.timeout(timeout_s):
                 out, err = await process.communicate()

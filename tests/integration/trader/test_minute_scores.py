@@ -34,8 +34,9 @@ def small_model(data: dict[str, np.ndarray], seed: int) -> Model:
     return Model.from_blob(trained.blob, trained.meta)
 
 
-def one_batch(reader: KlineReader, model: Model, minute: int) -> tuple[list[str], np.ndarray,
-                                                                       np.ndarray]:  # fmt: skip
+def one_batch(
+    reader: KlineReader, model: Model, minute: int
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     symbols, windows = read_windows(reader, SYMBOLS, minute)
     feats = fe.compute_features(windows)
     n = len(symbols)

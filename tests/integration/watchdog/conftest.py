@@ -74,8 +74,18 @@ def beater_command(base: Path, instance: str, name: str, *options: str) -> list[
     """The command running the beater as `name`, recording its starts under base."""
     module = "tests.integration.watchdog.beater"
     starts = str(base / f"starts-{name}.txt")
-    return [sys.executable, "-m", module, "--name", name, "--instance", instance,
-            "--starts-file", starts, *options]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        module,
+        "--name",
+        name,
+        "--instance",
+        instance,
+        "--starts-file",
+        starts,
+        *options,
+    ]
 
 
 @dataclass

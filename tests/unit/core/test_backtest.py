@@ -67,8 +67,9 @@ def _book() -> dict[str, np.ndarray]:
 
 def test_simulate_trades_skips_entries_while_the_symbol_is_in_a_trade() -> None:
     b = _book()
-    r = backtest.simulate_trades(b["p"], b["exit_return"], b["exit_offset"], b["time_ms"],
-                                 b["symbol_index"], 0.5, FEE)  # fmt: skip
+    r = backtest.simulate_trades(
+        b["p"], b["exit_return"], b["exit_offset"], b["time_ms"], b["symbol_index"], 0.5, FEE
+    )
     # row 0 holds symbol 0 until minute 2: row 1 is skipped, row 2 is below 0.5, row 3 taken;
     # row 4 is another symbol.
     assert r.taken.tolist() == [0, 4, 3]
@@ -79,25 +80,38 @@ def test_simulate_trades_skips_entries_while_the_symbol_is_in_a_trade() -> None:
 
 
 def test_simulate_trades_allows_an_entry_at_the_exit_time() -> None:
-    r = backtest.simulate_trades(np.array([0.9, 0.9]), np.array([0.01, 0.01]),
-                                 np.array([1, 1]), np.array([0, MIN]), np.array([0, 0]), 0.5,
-                                 FEE)  # fmt: skip
+    r = backtest.simulate_trades(
+        np.array([0.9, 0.9]),
+        np.array([0.01, 0.01]),
+        np.array([1, 1]),
+        np.array([0, MIN]),
+        np.array([0, 0]),
+        0.5,
+        FEE,
+    )
     assert r.trades == 2
 
 
 def test_simulate_trades_takes_the_likelier_direction_at_one_time() -> None:
     # long and short of one symbol at one time: only the higher probability is taken
-    r = backtest.simulate_trades(np.array([0.6, 0.8]), np.array([0.01, -0.005]),
-                                 np.array([5, 5]), np.array([0, 0]), np.array([0, 0]), 0.5,
-                                 FEE)  # fmt: skip
+    r = backtest.simulate_trades(
+        np.array([0.6, 0.8]),
+        np.array([0.01, -0.005]),
+        np.array([5, 5]),
+        np.array([0, 0]),
+        np.array([0, 0]),
+        0.5,
+        FEE,
+    )
     assert r.taken.tolist() == [1]
     assert r.pnl == pytest.approx(-0.0058)
     assert r.hit_rate == 0.0
 
 
 def test_simulate_trades_without_a_trade_has_zero_pnl_and_nan_hit_rate() -> None:
-    r = backtest.simulate_trades(np.array([0.1]), np.array([0.01]), np.array([1]),
-                                 np.array([0]), np.array([0]), 0.5, FEE)  # fmt: skip
+    r = backtest.simulate_trades(
+        np.array([0.1]), np.array([0.01]), np.array([1]), np.array([0]), np.array([0]), 0.5, FEE
+    )
     assert (r.trades, r.pnl) == (0, 0.0)
     assert math.isnan(r.hit_rate)
 
@@ -105,9 +119,17 @@ def test_simulate_trades_without_a_trade_has_zero_pnl_and_nan_hit_rate() -> None
 def test_random_baseline_takes_every_sample_when_none_overlap() -> None:
     b = _book()
     sel = np.array([0, 3, 4])  # non-overlapping
-    base = backtest.random_baseline(0.0, 3, b["exit_return"][sel], b["exit_offset"][sel],
-                                    b["time_ms"][sel], b["symbol_index"][sel], FEE,
-                                    np.random.default_rng(1), draws=20)  # fmt: skip
+    base = backtest.random_baseline(
+        0.0,
+        3,
+        b["exit_return"][sel],
+        b["exit_offset"][sel],
+        b["time_ms"][sel],
+        b["symbol_index"][sel],
+        FEE,
+        np.random.default_rng(1),
+        draws=20,
+    )
     assert base.trades == 3
     assert base.mean_pnl == pytest.approx(0.01 + 0.002 - 0.005 - 3 * 0.0008)
     assert base.sd_pnl == pytest.approx(0.0, abs=1e-15)

@@ -334,10 +334,17 @@ def test_steady_ramp_has_no_swings_and_a_fresh_one_point_gap() -> None:
     f = named(window(RAMP_ROWS))
     # Every bar's low is 1 above the high two bars back; the newest gap is at the last bar.
     assert f["bullish_fvg_pct"] == near(1.0 / 219.25 * 100)
-    for name in ("market_structure", "break_of_structure", "change_of_character",
-                 "bullish_order_block_distance_pct", "bearish_order_block_distance_pct",
-                 "liquidity_sweep", "bearish_fvg_pct", "swing_high_distance_pct",
-                 "swing_low_distance_pct"):  # fmt: skip
+    for name in (
+        "market_structure",
+        "break_of_structure",
+        "change_of_character",
+        "bullish_order_block_distance_pct",
+        "bearish_order_block_distance_pct",
+        "liquidity_sweep",
+        "bearish_fvg_pct",
+        "swing_high_distance_pct",
+        "swing_low_distance_pct",
+    ):
         assert f[name] == 0.0, name
 
 

@@ -33,8 +33,12 @@ def rest_kline() -> b.Kline:
 
 def bars(*opens_ms: int, last_closed: bool) -> list[b.Kline]:
     base = rest_kline()
-    out = [msgspec.structs.replace(base, open_time_ms=t, close_time_ms=t + INTERVAL_MS - 1,
-                                   is_closed=True) for t in opens_ms]  # fmt: skip
+    out = [
+        msgspec.structs.replace(
+            base, open_time_ms=t, close_time_ms=t + INTERVAL_MS - 1, is_closed=True
+        )
+        for t in opens_ms
+    ]
     out[-1] = msgspec.structs.replace(out[-1], is_closed=last_closed)
     return out
 
@@ -69,8 +73,11 @@ def test_has_hole_only_when_bars_are_missing_after_the_last_stored_one() -> None
 
 def test_bus_kline_and_mark_carry_the_exchange_values_as_floats() -> None:
     k = bus_kline(rest_kline())
-    assert (k.open_time_ms, k.close_time_ms, k.ts_ms) == (1499040000000, 1499644799999,
-                                                          1499644799999)  # fmt: skip
+    assert (k.open_time_ms, k.close_time_ms, k.ts_ms) == (
+        1499040000000,
+        1499644799999,
+        1499644799999,
+    )
     assert (k.open, k.high, k.low, k.close, k.trades) == (0.0163479, 0.8, 0.015758, 0.015771, 308)
     update = event("rs_market_data_json_kline_stream_closed.json")
     assert isinstance(update, b.KlineUpdate) and bus_kline(update.kline).is_closed
@@ -96,9 +103,15 @@ def test_account_update_older_than_the_snapshot_is_ignored() -> None:
     assert isinstance(update, b.AccountUpdate)
     (position,) = b.decode_positions(raw(DOCS + "rs_http_json_position_risk.json"))
     state = AccountState()
-    state.replace([msgspec.structs.replace(position, position_side="LONG",
-                                           update_time_ms=update.transaction_time_ms + 1)],
-                  [], [])  # fmt: skip
+    state.replace(
+        [
+            msgspec.structs.replace(
+                position, position_side="LONG", update_time_ms=update.transaction_time_ms + 1
+            )
+        ],
+        [],
+        [],
+    )
     ((_, p),) = state.apply_account_update(update)  # BOTH and SHORT are newer, LONG is not
     assert state.legs[("BTCUSDT", "LONG")].amount == Decimal("0.001")
     assert isinstance(p, bus.Position) and p.quantity == Decimal("-9.999")
@@ -112,8 +125,9 @@ def test_order_updates_keep_open_orders_and_final_ones_leave_and_stay_closed() -
     ((topic, order),) = state.apply_order_update(new)
     assert topic == "order.BTCUSDT" and isinstance(order, bus.OrderState)
     assert order.status == "NEW" and "TEST" in state.orders
-    filled = msgspec.structs.replace(trade, status="FILLED",
-                                     transaction_time_ms=trade.transaction_time_ms + 1)  # fmt: skip
+    filled = msgspec.structs.replace(
+        trade, status="FILLED", transaction_time_ms=trade.transaction_time_ms + 1
+    )
     ((_, final),) = state.apply_order_update(filled)
     assert isinstance(final, bus.OrderState) and final.status == "FILLED"
     assert state.orders == {}

@@ -24,8 +24,10 @@ def test_fixture_holds_the_filters_these_tests_rely_on() -> None:
     assert BTC.symbol == "BTCUSDT" and ETH.symbol == "ETHUSDT"
     assert (BTC.tick_size, BTC.market_step_size) == (D("0.10"), D("0.001"))
     assert (BTC.market_min_qty, BTC.market_max_qty, BTC.min_notional_usdt) == (
-        D("0.001"), D("1000"), D("10"),
-    )  # fmt: skip
+        D("0.001"),
+        D("1000"),
+        D("10"),
+    )
 
 
 # ---- step ---------------------------------------------------------------------------------------
@@ -33,9 +35,15 @@ def test_fixture_holds_the_filters_these_tests_rely_on() -> None:
 
 @pytest.mark.parametrize(
     ("qty", "step", "expected"),
-    [("0.0129", "0.001", "0.012"), ("0.012", "0.001", "0.012"), ("0.0009999", "0.001", "0"),
-     ("12.9", "1", "12"), ("7.4", "2.5", "5.0"), ("0", "0.001", "0")],
-)  # fmt: skip
+    [
+        ("0.0129", "0.001", "0.012"),
+        ("0.012", "0.001", "0.012"),
+        ("0.0009999", "0.001", "0"),
+        ("12.9", "1", "12"),
+        ("7.4", "2.5", "5.0"),
+        ("0", "0.001", "0"),
+    ],
+)
 def test_floor_to_step_rounds_down_to_a_multiple_of_the_step(
     qty: str, step: str, expected: str
 ) -> None:
@@ -61,11 +69,17 @@ def test_floor_to_step_with_a_negative_quantity_raises() -> None:
 
 @pytest.mark.parametrize(
     ("price", "rounding", "expected"),
-    [("97012.47", "down", "97012.4"), ("97012.47", "up", "97012.5"),
-     ("97012.47", "nearest", "97012.5"), ("97012.44", "nearest", "97012.4"),
-     ("97012.45", "nearest", "97012.5"), ("97012.40", "down", "97012.4"),
-     ("97012.40", "up", "97012.4"), ("97012.40", "nearest", "97012.4")],
-)  # fmt: skip
+    [
+        ("97012.47", "down", "97012.4"),
+        ("97012.47", "up", "97012.5"),
+        ("97012.47", "nearest", "97012.5"),
+        ("97012.44", "nearest", "97012.4"),
+        ("97012.45", "nearest", "97012.5"),
+        ("97012.40", "down", "97012.4"),
+        ("97012.40", "up", "97012.4"),
+        ("97012.40", "nearest", "97012.4"),
+    ],
+)
 def test_round_to_tick_rounds_down_up_or_nearest_with_halves_up(
     price: str, rounding: str, expected: str
 ) -> None:

@@ -10,11 +10,27 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[3]
 PURE = sorted(
-    [*(REPO / "shared" / "core").glob("*.py"), *(REPO / "shared" / "report").glob("*.py")]
-    + list((REPO / "procs").glob("*/logic/*.py"))
+    [
+        *(REPO / "shared" / "core").glob("*.py"),
+        *(REPO / "shared" / "report").glob("*.py"),
+        *(REPO / "procs").glob("*/logic/*.py"),
+    ]
 )
-FORBIDDEN = {"asyncio", "zmq", "redis", "asyncpg", "aiohttp", "websockets", "socket", "time",
-             "os", "uvloop", "subprocess", "shared.exchange", "shared.cache"}  # fmt: skip
+FORBIDDEN = {
+    "asyncio",
+    "zmq",
+    "redis",
+    "asyncpg",
+    "aiohttp",
+    "websockets",
+    "socket",
+    "time",
+    "os",
+    "uvloop",
+    "subprocess",
+    "shared.exchange",
+    "shared.cache",
+}
 
 
 def _imports(path: Path) -> set[str]:

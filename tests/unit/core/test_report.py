@@ -40,29 +40,52 @@ START_MS = 1_795_305_600_000
 END_MS = START_MS + 86_400_000
 HOUR_MS = 3_600_000
 MODEL = ModelVersionRecord(
-    version=7, created_ms=START_MS - HOUR_MS, feature_schema="f1", sample_count=5000, auc=0.612,
-    log_loss=0.671, hit_rate=0.55, params={},
+    version=7,
+    created_ms=START_MS - HOUR_MS,
+    feature_schema="f1",
+    sample_count=5000,
+    auc=0.612,
+    log_loss=0.671,
+    hit_rate=0.55,
+    params={},
     label=LabelSpec(take_profit_pct=1.0, stop_loss_pct=0.5, horizon_bars=30),
-)  # fmt: skip
+)
 
 
 def trade(
-    trade_id: str, symbol: str, exit_ms: int | None, gross: str, fees: str, funding: str | None,
+    trade_id: str,
+    symbol: str,
+    exit_ms: int | None,
+    gross: str,
+    fees: str,
+    funding: str | None,
     is_virtual: bool = False,
-) -> TradeRecord:  # fmt: skip
+) -> TradeRecord:
     gross_d, fees_d = D(gross), D(fees)
     funding_d = None if funding is None else D(funding)
     net = gross_d - fees_d + (funding_d or D(0))
     closed = exit_ms is not None
     return TradeRecord(
-        trade_id=trade_id, is_virtual=is_virtual, symbol=symbol, side="BUY", quantity=D("0.01"),
-        entry_price=D("100000"), entry_ms=START_MS - HOUR_MS, exit_price=D("100100"),
-        exit_ms=exit_ms, exit_reason="take_profit" if closed else None,
-        gross_pnl_usdt=gross_d if closed else None, fees_usdt=fees_d if closed else None,
-        funding_usdt=funding_d, net_pnl_usdt=net if closed else None,
-        is_win=net > 0 if closed else None, confidence=0.7, model_version=7,
-        feature_schema="f1", features=(0.1, 0.2),
-    )  # fmt: skip
+        trade_id=trade_id,
+        is_virtual=is_virtual,
+        symbol=symbol,
+        side="BUY",
+        quantity=D("0.01"),
+        entry_price=D("100000"),
+        entry_ms=START_MS - HOUR_MS,
+        exit_price=D("100100"),
+        exit_ms=exit_ms,
+        exit_reason="take_profit" if closed else None,
+        gross_pnl_usdt=gross_d if closed else None,
+        fees_usdt=fees_d if closed else None,
+        funding_usdt=funding_d,
+        net_pnl_usdt=net if closed else None,
+        is_win=net > 0 if closed else None,
+        confidence=0.7,
+        model_version=7,
+        feature_schema="f1",
+        features=(0.1, 0.2),
+    )
 
 
 DAY_TRADES = [
@@ -81,8 +104,16 @@ DAY_TRADES = [
 
 
 def income(symbol: str, income_type: str, amount: str, asset: str = "USDT") -> Income:
-    return Income(symbol=symbol, income_type=income_type, amount=D(amount), asset=asset, info="",
-                  time_ms=START_MS + HOUR_MS, transaction_id=1, trade_id="1")  # fmt: skip
+    return Income(
+        symbol=symbol,
+        income_type=income_type,
+        amount=D(amount),
+        asset=asset,
+        info="",
+        time_ms=START_MS + HOUR_MS,
+        transaction_id=1,
+        trade_id="1",
+    )
 
 
 MATCHING_INCOME = [
@@ -103,22 +134,32 @@ DAY_TRADES_ONLY = [t for t in DAY_TRADES if t.exit_ms and START_MS <= t.exit_ms 
 
 
 def alert(kind: str, ts_ms: int = START_MS + HOUR_MS, symbol: str = "") -> Alert:
-    return Alert(kind=kind, source="watchdog", detail=f"{kind} happened", ts_ms=ts_ms,
-                 symbol=symbol)  # fmt: skip
+    return Alert(
+        kind=kind, source="watchdog", detail=f"{kind} happened", ts_ms=ts_ms, symbol=symbol
+    )
 
 
 ALERTS = [
-    alert("process_hung"), alert("process_hung"), alert("feed_backed_off"),
-    alert("trader_backed_off"), alert("dms_silence"), alert("dms_blind"),
-    alert("kill_switch_drawdown"), alert("position_adopted", symbol="BTCUSDT"),
-    alert("process_hung", ts_ms=END_MS), alert("kill_switch_daily_loss", ts_ms=START_MS - 1),
-]  # fmt: skip
+    alert("process_hung"),
+    alert("process_hung"),
+    alert("feed_backed_off"),
+    alert("trader_backed_off"),
+    alert("dms_silence"),
+    alert("dms_blind"),
+    alert("kill_switch_drawdown"),
+    alert("position_adopted", symbol="BTCUSDT"),
+    alert("process_hung", ts_ms=END_MS),
+    alert("kill_switch_daily_loss", ts_ms=START_MS - 1),
+]
 
 
 def day_report(
-    trades: list[TradeRecord] = DAY_TRADES, start: D | None = D("1000"), audit: Audit = NOT_CHECKED,
-    alerts: list[Alert] = ALERTS, model: ModelVersionRecord | None = MODEL,
-) -> DailyReport:  # fmt: skip
+    trades: list[TradeRecord] = DAY_TRADES,
+    start: D | None = D("1000"),
+    audit: Audit = NOT_CHECKED,
+    alerts: list[Alert] = ALERTS,
+    model: ModelVersionRecord | None = MODEL,
+) -> DailyReport:
     return build_daily_report(DAY, trades, alerts, model, start, audit)
 
 
@@ -143,14 +184,17 @@ def test_build_daily_report_figures_of_the_real_trades_of_the_day() -> None:
     assert r.profit_factor == float(D("14.9") / D("7.0"))
     assert r.start_equity_usdt == D("1000")
     assert r.equity_curve == (
-        (START_MS + HOUR_MS, D("1009.5")), (START_MS + 2 * HOUR_MS, D("1004.9")),
-        (START_MS + 3 * HOUR_MS, D("1010.3")), (START_MS + 4 * HOUR_MS, D("1007.9")),
-    )  # fmt: skip
+        (START_MS + HOUR_MS, D("1009.5")),
+        (START_MS + 2 * HOUR_MS, D("1004.9")),
+        (START_MS + 3 * HOUR_MS, D("1010.3")),
+        (START_MS + 4 * HOUR_MS, D("1007.9")),
+    )
     assert r.max_drawdown_usdt == D("4.6")
     assert r.max_drawdown_pct == float(D("4.6") / D("1009.5") * 100)
     assert r.per_symbol == (
-        SymbolLine("BTCUSDT", 2, 2, D("14.9")), SymbolLine("ETHUSDT", 2, 0, D("-7.0")),
-    )  # fmt: skip
+        SymbolLine("BTCUSDT", 2, 2, D("14.9")),
+        SymbolLine("ETHUSDT", 2, 0, D("-7.0")),
+    )
     assert (r.virtual_trades, r.virtual_win_rate) == (3, 2 / 3)
     assert (r.model_version, r.model_auc, r.model_log_loss) == (7, 0.612, 0.671)
     assert r.audit == NOT_CHECKED
@@ -185,10 +229,14 @@ def test_build_daily_report_counts_the_alerts_of_the_day_into_events() -> None:
     r = day_report()
     assert (r.restarts, r.backoffs, r.dms_events, r.kill_switch_events) == (2, 2, 2, 1)
     assert r.alerts_by_kind == (
-        ("dms_blind", 1), ("dms_silence", 1), ("feed_backed_off", 1),
-        ("kill_switch_drawdown", 1), ("position_adopted", 1), ("process_hung", 2),
+        ("dms_blind", 1),
+        ("dms_silence", 1),
+        ("feed_backed_off", 1),
+        ("kill_switch_drawdown", 1),
+        ("position_adopted", 1),
+        ("process_hung", 2),
         ("trader_backed_off", 1),
-    )  # fmt: skip
+    )
 
 
 def test_build_daily_report_of_an_empty_day() -> None:
@@ -207,10 +255,16 @@ def test_ledger_audit_with_matching_income_has_no_difference() -> None:
     assert audit.is_checked
     assert audit.differences == ()
     assert [(a.symbol, a.field) for a in audit.lines] == [
-        ("BTCUSDT", "realized_pnl"), ("BTCUSDT", "commission"), ("BTCUSDT", "funding"),
-        ("ETHUSDT", "realized_pnl"), ("ETHUSDT", "commission"), ("ETHUSDT", "funding"),
-        ("", "realized_pnl"), ("", "commission"), ("", "funding"),
-    ]  # fmt: skip
+        ("BTCUSDT", "realized_pnl"),
+        ("BTCUSDT", "commission"),
+        ("BTCUSDT", "funding"),
+        ("ETHUSDT", "realized_pnl"),
+        ("ETHUSDT", "commission"),
+        ("ETHUSDT", "funding"),
+        ("", "realized_pnl"),
+        ("", "commission"),
+        ("", "funding"),
+    ]
     # Commissions: recorded fees are positive, Binance's COMMISSION rows negative.
     assert AuditLine("", "commission", D("2.5"), D("2.5"), D(0)) in audit.lines
     assert AuditLine("BTCUSDT", "funding", D("0.5"), D("0.5"), D(0)) in audit.lines
@@ -221,8 +275,9 @@ def test_ledger_audit_with_a_commission_mismatch_names_symbol_and_field() -> Non
     rows = [r for r in MATCHING_INCOME if r.amount != D("-0.4")]
     rows.append(income("ETHUSDT", "COMMISSION", "-0.45"))
     audit = ledger_audit(DAY_TRADES_ONLY, rows)
-    assert audit.differences == (AuditLine("ETHUSDT", "commission", D("0.9"), D("0.95"),
-                                           D("-0.05")),)  # fmt: skip
+    assert audit.differences == (
+        AuditLine("ETHUSDT", "commission", D("0.9"), D("0.95"), D("-0.05")),
+    )
     assert AuditLine("", "commission", D("2.5"), D("2.55"), D("-0.05")) in audit.lines
     text = render_text(day_report(audit=audit))
     assert "ledger audit: 1 difference(s)" in text
@@ -230,8 +285,11 @@ def test_ledger_audit_with_a_commission_mismatch_names_symbol_and_field() -> Non
 
 
 def test_ledger_audit_with_commission_of_the_wrong_sign_differs() -> None:
-    rows = [income("BTCUSDT", "COMMISSION", "1"), income("BTCUSDT", "REALIZED_PNL", "10"),
-            income("BTCUSDT", "FUNDING_FEE", "0.5")]  # fmt: skip
+    rows = [
+        income("BTCUSDT", "COMMISSION", "1"),
+        income("BTCUSDT", "REALIZED_PNL", "10"),
+        income("BTCUSDT", "FUNDING_FEE", "0.5"),
+    ]
     audit = ledger_audit(DAY_TRADES_ONLY[1:2], rows)
     assert audit.differences == (AuditLine("BTCUSDT", "commission", D("1"), D("-1"), D("2")),)
 
@@ -263,27 +321,37 @@ def test_ledger_audit_ignores_virtual_and_open_trades() -> None:
 def test_render_text_contains_the_key_figures() -> None:
     text = render_text(day_report(audit=ledger_audit(DAY_TRADES_ONLY, MATCHING_INCOME)))
     for part in [
-        "Daily report 2026-11-22 (UTC)", "net PnL after fees and funding: +7.90 USDT",
-        "fees 2.50", "funding +0.40", "trades: 4, wins 2, win rate 50.0%", "profit factor: 2.13",
-        "max drawdown: 4.60 USDT (0.46%)", "virtual trades: 3, win rate 66.7%",
-        "BTCUSDT: 2 trades, 2 wins, +14.90 USDT", "ETHUSDT: 2 trades, 0 wins, -7.00 USDT",
+        "Daily report 2026-11-22 (UTC)",
+        "net PnL after fees and funding: +7.90 USDT",
+        "fees 2.50",
+        "funding +0.40",
+        "trades: 4, wins 2, win rate 50.0%",
+        "profit factor: 2.13",
+        "max drawdown: 4.60 USDT (0.46%)",
+        "virtual trades: 3, win rate 66.7%",
+        "BTCUSDT: 2 trades, 2 wins, +14.90 USDT",
+        "ETHUSDT: 2 trades, 0 wins, -7.00 USDT",
         "model: v7, held-out AUC 0.612, log-loss 0.671",
         "events: restarts 2, back-offs 2, dead-man's switch 2, kill switch 1",
-        "process_hung: 2", "ledger audit: OK",
-    ]:  # fmt: skip
+        "process_hung: 2",
+        "ledger audit: OK",
+    ]:
         assert part in text
     assert "profit factor: n/a (no losing trade)" in render_text(day_report(DAY_TRADES[:2]))
 
 
 def test_render_text_with_300_symbols_stays_under_4000_chars() -> None:
-    trades = [trade(f"t{i}", f"SYMBOL{i:03d}USDT", START_MS + i, "1", "0.1", None)
-              for i in range(300)]  # fmt: skip
+    trades = [
+        trade(f"t{i}", f"SYMBOL{i:03d}USDT", START_MS + i, "1", "0.1", None) for i in range(300)
+    ]
     alerts = [alert(f"kind_{i}_backed_off") for i in range(50)]
     audit = Audit(
-        lines=(), is_checked=True,
-        differences=tuple(AuditLine(f"SYMBOL{i:03d}USDT" * 5, "commission", D(1), D(2), D(-1))
-                          for i in range(300)),
-    )  # fmt: skip
+        lines=(),
+        is_checked=True,
+        differences=tuple(
+            AuditLine(f"SYMBOL{i:03d}USDT" * 5, "commission", D(1), D(2), D(-1)) for i in range(300)
+        ),
+    )
     r = day_report(trades, alerts=alerts, audit=audit)
     text = render_text(r)
     assert len(text) < 4000
@@ -297,8 +365,9 @@ def test_render_text_with_300_symbols_stays_under_4000_chars() -> None:
 def test_render_html_escapes_every_string() -> None:
     evil = "<script>alert(1)</script>"
     trades = [trade("t1", evil, START_MS + HOUR_MS, "10", "1", "0")]
-    audit = Audit(lines=(), is_checked=True,
-                  differences=(AuditLine(evil, "commission", D(1), D(2), D(-1)),))  # fmt: skip
+    audit = Audit(
+        lines=(), is_checked=True, differences=(AuditLine(evil, "commission", D(1), D(2), D(-1)),)
+    )
     page = render_html(day_report(trades, alerts=[alert(evil)], audit=audit))
     assert "<script" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -335,8 +404,12 @@ def test_report_json_is_json_with_decimals_as_strings() -> None:
     assert json.loads(json.dumps(data)) == data
     assert data["net_pnl_usdt"] == "7.9"
     assert data["equity_curve"][0] == [START_MS + HOUR_MS, "1009.5"]
-    assert data["per_symbol"][0] == {"symbol": "BTCUSDT", "trades": 2, "wins": 2,
-                                     "net_pnl_usdt": "14.9"}  # fmt: skip
+    assert data["per_symbol"][0] == {
+        "symbol": "BTCUSDT",
+        "trades": 2,
+        "wins": 2,
+        "net_pnl_usdt": "14.9",
+    }
     assert data["profit_factor"] == float(D("14.9") / D("7.0"))
     assert data["max_drawdown_pct"] == float(D("4.6") / D("1009.5") * 100)
     assert data["virtual_win_rate"] == 2 / 3
@@ -367,19 +440,34 @@ def test_render_html_lists_every_audit_comparison_and_marks_the_differences() ->
     assert page.count("<td>ok</td>") == 7
 
 
-def fill(time_ms: int, pnl: str, commission: str, asset: str = "USDT",
-         symbol: str = "BTCUSDT") -> UserTrade:  # fmt: skip
-    return UserTrade(trade_id=time_ms, order_id=1, symbol=symbol, side="SELL", price=D("100000"),
-                     quantity=D("0.01"), quote_qty=D("1000"), realized_pnl=D(pnl),
-                     commission=D(commission), commission_asset=asset, time_ms=time_ms,
-                     position_side="BOTH", is_buyer=False, is_maker=False)  # fmt: skip
+def fill(
+    time_ms: int, pnl: str, commission: str, asset: str = "USDT", symbol: str = "BTCUSDT"
+) -> UserTrade:
+    return UserTrade(
+        trade_id=time_ms,
+        order_id=1,
+        symbol=symbol,
+        side="SELL",
+        price=D("100000"),
+        quantity=D("0.01"),
+        quote_qty=D("1000"),
+        realized_pnl=D(pnl),
+        commission=D(commission),
+        commission_asset=asset,
+        time_ms=time_ms,
+        position_side="BOTH",
+        is_buyer=False,
+        is_maker=False,
+    )
 
 
 # Two BTC trades one after the other (the trader holds one position per symbol at a time).
-FIRST = msgspec.structs.replace(trade("a", "BTCUSDT", START_MS + 2 * HOUR_MS, "10", "1", "0.5"),
-                                entry_ms=START_MS + HOUR_MS)  # fmt: skip
-SECOND = msgspec.structs.replace(trade("b", "BTCUSDT", START_MS + 4 * HOUR_MS, "6", "0.6", None),
-                                 entry_ms=START_MS + 3 * HOUR_MS)  # fmt: skip
+FIRST = msgspec.structs.replace(
+    trade("a", "BTCUSDT", START_MS + 2 * HOUR_MS, "10", "1", "0.5"), entry_ms=START_MS + HOUR_MS
+)
+SECOND = msgspec.structs.replace(
+    trade("b", "BTCUSDT", START_MS + 4 * HOUR_MS, "6", "0.6", None), entry_ms=START_MS + 3 * HOUR_MS
+)
 FILLS = [
     fill(START_MS + HOUR_MS, "0", "0.5"),  # FIRST: entry
     fill(START_MS + 2 * HOUR_MS, "10", "0.5"),  # FIRST: exit
@@ -390,8 +478,11 @@ FILLS = [
     fill(START_MS + 2 * HOUR_MS, "0", "0.001", asset="BNB"),  # not USDT: not counted
     fill(START_MS + 2 * HOUR_MS, "7", "0.7", symbol="ETHUSDT"),  # another symbol
 ]
-FILL_INCOME = [income("BTCUSDT", "REALIZED_PNL", "16"), income("BTCUSDT", "COMMISSION", "-1.6"),
-               income("BTCUSDT", "FUNDING_FEE", "0.5")]  # fmt: skip
+FILL_INCOME = [
+    income("BTCUSDT", "REALIZED_PNL", "16"),
+    income("BTCUSDT", "COMMISSION", "-1.6"),
+    income("BTCUSDT", "FUNDING_FEE", "0.5"),
+]
 
 
 def test_ledger_audit_checks_each_trade_against_its_own_fills() -> None:
@@ -403,7 +494,7 @@ def test_ledger_audit_checks_each_trade_against_its_own_fills() -> None:
         AuditLine("BTCUSDT", "commission", D("1.6"), D("1.6"), D(0), "user_trades"),
         AuditLine("", "realized_pnl", D(16), D(16), D(0), "user_trades"),
         AuditLine("", "commission", D("1.6"), D("1.6"), D(0), "user_trades"),
-    ]  # fmt: skip
+    ]
     assert len(audit.lines) == len(by_fills) + 6  # the income lines: 3 fields, BTC and total
     assert ledger_audit([FIRST, SECOND], FILL_INCOME).lines == audit.lines[:6]  # no fills given
 
@@ -416,7 +507,7 @@ def test_ledger_audit_flags_a_record_that_misses_one_of_its_fills() -> None:
     assert audit.differences == (
         AuditLine("BTCUSDT", "realized_pnl", D(16), D("17.5"), D("-1.5"), "user_trades"),
         AuditLine("BTCUSDT", "commission", D("1.6"), D("1.65"), D("-0.05"), "user_trades"),
-    )  # fmt: skip
+    )
     text = render_text(day_report(audit=audit))
     assert "BTCUSDT realized_pnl (user_trades): recorded 16 exchange 17.5 difference -1.5" in text
     page = render_html(day_report(audit=audit))

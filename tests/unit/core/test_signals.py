@@ -76,8 +76,9 @@ def test_candidates_skip_a_nan_probability_side() -> None:
 
 @pytest.mark.parametrize("price", [NAN, 0.0, -1.0, math.inf])
 def test_candidates_skip_a_symbol_without_a_usable_price(price: float) -> None:
-    out = candidates_from_probabilities(["BTCUSDT", "ETHUSDT"], arr(0.6, 0.7), arr(0.3, 0.2),
-                                        arr(price, 3100.0))  # fmt: skip
+    out = candidates_from_probabilities(
+        ["BTCUSDT", "ETHUSDT"], arr(0.6, 0.7), arr(0.3, 0.2), arr(price, 3100.0)
+    )
     assert [(c.symbol, c.side) for c in out] == [("ETHUSDT", "BUY"), ("ETHUSDT", "SELL")]
 
 
@@ -100,29 +101,40 @@ def test_candidate_with_an_unknown_side_raises() -> None:
 
 
 def test_rank_orders_by_confidence_then_symbol_then_buy_before_sell() -> None:
-    ranked = rank([sell("ETHUSDT", 0.7), buy("ETHUSDT", 0.7), sell("BTCUSDT", 0.7),
-                   buy("ADAUSDT", 0.9)])  # fmt: skip
+    ranked = rank(
+        [sell("ETHUSDT", 0.7), buy("ETHUSDT", 0.7), sell("BTCUSDT", 0.7), buy("ADAUSDT", 0.9)]
+    )
     assert [(c.symbol, c.side) for c in ranked] == [
-        ("ADAUSDT", "BUY"), ("BTCUSDT", "SELL"), ("ETHUSDT", "BUY"), ("ETHUSDT", "SELL"),
-    ]  # fmt: skip
+        ("ADAUSDT", "BUY"),
+        ("BTCUSDT", "SELL"),
+        ("ETHUSDT", "BUY"),
+        ("ETHUSDT", "SELL"),
+    ]
 
 
 # ---- selection ----------------------------------------------------------------------------------
 
 
 def test_select_takes_the_most_confident_up_to_max_open_positions() -> None:
-    chosen = select([buy("XRPUSDT", 0.6), buy("BTCUSDT", 0.8), buy("SOLUSDT", 0.65),
-                     sell("ETHUSDT", 0.7)], max_open=3)  # fmt: skip
+    chosen = select(
+        [buy("XRPUSDT", 0.6), buy("BTCUSDT", 0.8), buy("SOLUSDT", 0.65), sell("ETHUSDT", 0.7)],
+        max_open=3,
+    )
     assert names(chosen) == [("BTCUSDT", "BUY"), ("ETHUSDT", "SELL"), ("SOLUSDT", "BUY")]
     assert reasons(chosen) == [("XRPUSDT", "BUY", "max_positions")]
 
 
 def test_select_counts_open_positions_against_the_maximum() -> None:
-    chosen = select([buy("BTCUSDT", 0.8), sell("ETHUSDT", 0.7), buy("SOLUSDT", 0.65)],
-                    open_symbols={"ADAUSDT", "XRPUSDT"}, max_open=3)  # fmt: skip
+    chosen = select(
+        [buy("BTCUSDT", 0.8), sell("ETHUSDT", 0.7), buy("SOLUSDT", 0.65)],
+        open_symbols={"ADAUSDT", "XRPUSDT"},
+        max_open=3,
+    )
     assert names(chosen) == [("BTCUSDT", "BUY")]
-    assert reasons(chosen) == [("ETHUSDT", "SELL", "max_positions"),
-                               ("SOLUSDT", "BUY", "max_positions")]  # fmt: skip
+    assert reasons(chosen) == [
+        ("ETHUSDT", "SELL", "max_positions"),
+        ("SOLUSDT", "BUY", "max_positions"),
+    ]
 
 
 def test_select_with_more_open_than_the_maximum_takes_nothing() -> None:
@@ -131,11 +143,14 @@ def test_select_with_more_open_than_the_maximum_takes_nothing() -> None:
 
 
 def test_select_skips_a_symbol_with_an_open_position() -> None:
-    chosen = select([buy("BTCUSDT", 0.9), sell("BTCUSDT", 0.6), buy("ETHUSDT", 0.7)],
-                    open_symbols={"BTCUSDT"})  # fmt: skip
+    chosen = select(
+        [buy("BTCUSDT", 0.9), sell("BTCUSDT", 0.6), buy("ETHUSDT", 0.7)], open_symbols={"BTCUSDT"}
+    )
     assert names(chosen) == [("ETHUSDT", "BUY")]
-    assert reasons(chosen) == [("BTCUSDT", "BUY", "symbol_open"),
-                               ("BTCUSDT", "SELL", "symbol_open")]  # fmt: skip
+    assert reasons(chosen) == [
+        ("BTCUSDT", "BUY", "symbol_open"),
+        ("BTCUSDT", "SELL", "symbol_open"),
+    ]
 
 
 def test_select_takes_one_side_per_symbol_the_more_confident() -> None:
@@ -148,15 +163,19 @@ def test_select_reports_the_weaker_side_as_other_side_better_even_when_the_best_
     None
 ):
     chosen = select([buy("BTCUSDT", 0.8), sell("BTCUSDT", 0.7)], max_open=0)
-    assert reasons(chosen) == [("BTCUSDT", "BUY", "max_positions"),
-                               ("BTCUSDT", "SELL", "other_side_better")]  # fmt: skip
+    assert reasons(chosen) == [
+        ("BTCUSDT", "BUY", "max_positions"),
+        ("BTCUSDT", "SELL", "other_side_better"),
+    ]
 
 
 def test_select_breaks_a_confidence_tie_by_symbol_then_buy_before_sell() -> None:
     chosen = select([buy("ETHUSDT", 0.7), sell("BTCUSDT", 0.7), buy("BTCUSDT", 0.7)], max_open=1)
     assert names(chosen) == [("BTCUSDT", "BUY")]
-    assert reasons(chosen) == [("BTCUSDT", "SELL", "other_side_better"),
-                               ("ETHUSDT", "BUY", "max_positions")]  # fmt: skip
+    assert reasons(chosen) == [
+        ("BTCUSDT", "SELL", "other_side_better"),
+        ("ETHUSDT", "BUY", "max_positions"),
+    ]
 
 
 def test_select_skips_confidence_exactly_at_the_minimum() -> None:
@@ -177,26 +196,38 @@ def test_select_with_a_relaxed_minimum_takes_a_lower_confidence() -> None:
 
 
 def test_select_when_halted_takes_nothing_and_says_halted_for_each() -> None:
-    chosen = select([buy("BTCUSDT", 0.9), sell("BTCUSDT", 0.2), buy("ETHUSDT", 0.8)],
-                    open_symbols={"ETHUSDT"}, is_halted=True)  # fmt: skip
+    chosen = select(
+        [buy("BTCUSDT", 0.9), sell("BTCUSDT", 0.2), buy("ETHUSDT", 0.8)],
+        open_symbols={"ETHUSDT"},
+        is_halted=True,
+    )
     assert chosen.taken == ()
-    assert reasons(chosen) == [("BTCUSDT", "BUY", "halted"), ("ETHUSDT", "BUY", "halted"),
-                               ("BTCUSDT", "SELL", "halted")]  # fmt: skip
+    assert reasons(chosen) == [
+        ("BTCUSDT", "BUY", "halted"),
+        ("ETHUSDT", "BUY", "halted"),
+        ("BTCUSDT", "SELL", "halted"),
+    ]
 
 
 def test_select_accounts_for_every_candidate_once_with_a_known_reason() -> None:
     candidates = candidates_from_probabilities(
-        ["A", "B", "C", "D", "E"], arr(0.9, 0.4, 0.7, 0.6, 0.55), arr(0.1, 0.8, 0.3, 0.65, 0.2),
+        ["A", "B", "C", "D", "E"],
+        arr(0.9, 0.4, 0.7, 0.6, 0.55),
+        arr(0.1, 0.8, 0.3, 0.65, 0.2),
         arr(1.0, 2.0, 3.0, 4.0, 5.0),
-    )  # fmt: skip
+    )
     chosen = select(candidates, open_symbols={"C"}, max_open=3)
     assert names(chosen) == [("A", "BUY"), ("B", "SELL")]
     assert reasons(chosen) == [
-        ("C", "BUY", "symbol_open"), ("D", "SELL", "max_positions"),
-        ("D", "BUY", "other_side_better"), ("E", "BUY", "max_positions"),
-        ("B", "BUY", "other_side_better"), ("C", "SELL", "symbol_open"),
-        ("E", "SELL", "other_side_better"), ("A", "SELL", "other_side_better"),
-    ]  # fmt: skip
+        ("C", "BUY", "symbol_open"),
+        ("D", "SELL", "max_positions"),
+        ("D", "BUY", "other_side_better"),
+        ("E", "BUY", "max_positions"),
+        ("B", "BUY", "other_side_better"),
+        ("C", "SELL", "symbol_open"),
+        ("E", "SELL", "other_side_better"),
+        ("A", "SELL", "other_side_better"),
+    ]
     assert {r for _, r in chosen.skipped} <= set(SKIP_REASONS)
     assert len(chosen.taken) + len(chosen.skipped) == len(candidates)
 

@@ -34,9 +34,19 @@ MAX_HOLDING_MS = 7_200_000
 
 def position(side: str, leverage: int = 1) -> VirtualPosition:
     return open_virtual(
-        "sig-42", "BTCUSDT", side, D("0.010"), D("100000"), T0, 0.7, 3, FEATURES, CFG, TICK,
+        "sig-42",
+        "BTCUSDT",
+        side,
+        D("0.010"),
+        D("100000"),
+        T0,
+        0.7,
+        3,
+        FEATURES,
+        CFG,
+        TICK,
         leverage=leverage,
-    )  # fmt: skip
+    )
 
 
 def step(
@@ -52,8 +62,14 @@ def closes(pos: VirtualPosition, mark: str, now_ms: int = T0 + MINUTE_MS) -> Clo
 
 
 def pnl(trade: ClosedTrade) -> tuple[str, D, D, D, D, bool]:
-    return (trade.reason, trade.exit_price, trade.gross_pnl_usdt, trade.fees_usdt,
-            trade.net_pnl_usdt, trade.is_win)  # fmt: skip
+    return (
+        trade.reason,
+        trade.exit_price,
+        trade.gross_pnl_usdt,
+        trade.fees_usdt,
+        trade.net_pnl_usdt,
+        trade.is_win,
+    )
 
 
 # ---- opening ------------------------------------------------------------------------------------
@@ -73,8 +89,9 @@ def test_open_virtual_short_mirrors_the_plan() -> None:
 
 def test_open_virtual_keeps_a_plan_the_trader_sent() -> None:
     plan = exits.Plan(stop_price=D("99500.0"), take_profit_price=D("101000.0"))
-    pos = open_virtual("sig-1", "BTCUSDT", "BUY", D("0.010"), D("100000"), T0, 0.6, 1, (),
-                       CFG, TICK, plan=plan)  # fmt: skip
+    pos = open_virtual(
+        "sig-1", "BTCUSDT", "BUY", D("0.010"), D("100000"), T0, 0.6, 1, (), CFG, TICK, plan=plan
+    )
     assert pos.plan == plan and pos.track.stop_price == D("99500.0")
 
 
@@ -104,8 +121,11 @@ def test_virtual_long_closes_at_the_stop_with_fees_on_both_legs() -> None:
     assert pnl(trade) == ("stop_loss", D("98000"), D("-20"), D("0.792"), D("-20.792"), False)
     assert (trade.opened_ms, trade.closed_ms) == (T0, T0 + 2 * MINUTE_MS)
     assert (trade.signal_id, trade.side, trade.quantity, trade.is_virtual) == (
-        "sig-42", "BUY", D("0.010"), True,
-    )  # fmt: skip
+        "sig-42",
+        "BUY",
+        D("0.010"),
+        True,
+    )
 
 
 def test_virtual_long_closes_fully_at_the_take_profit() -> None:
@@ -126,8 +146,7 @@ def test_virtual_long_closes_at_the_trailing_stop_after_a_run_up() -> None:
     after, _ = step(position("BUY"), "102000")  # trailing stop 100980.0
     assert after is not None
     trade = closes(after, "100980", T0 + 2 * MINUTE_MS)
-    assert pnl(trade) == ("trailing_stop", D("100980"), D("9.8"), D("0.80392"), D("8.99608"),
-                          True)  # fmt: skip
+    assert pnl(trade) == ("trailing_stop", D("100980"), D("9.8"), D("0.80392"), D("8.99608"), True)
 
 
 def test_virtual_long_at_high_leverage_hits_the_emergency_rule_before_the_stop() -> None:
@@ -164,35 +183,100 @@ def test_virtual_short_just_inside_the_stop_stays_open() -> None:
 
 
 def test_closed_trade_with_net_exactly_zero_is_not_a_win() -> None:
-    trade = closed_trade("sig-7", "ETHUSDT", "BUY", D("1.5"), D("3000"), D("3000"), T0,
-                         T0 + 1, "manual", D("0"), 0.6, 2, (1.0,), is_virtual=False)  # fmt: skip
+    trade = closed_trade(
+        "sig-7",
+        "ETHUSDT",
+        "BUY",
+        D("1.5"),
+        D("3000"),
+        D("3000"),
+        T0,
+        T0 + 1,
+        "manual",
+        D("0"),
+        0.6,
+        2,
+        (1.0,),
+        is_virtual=False,
+    )
     assert (trade.gross_pnl_usdt, trade.fees_usdt, trade.net_pnl_usdt, trade.is_win) == (
-        D("0"), D("0"), D("0"), False,
-    )  # fmt: skip
+        D("0"),
+        D("0"),
+        D("0"),
+        False,
+    )
 
 
 def test_closed_trade_for_a_real_close_uses_the_fees_actually_charged() -> None:
-    trade = closed_trade("sig-8", "ETHUSDT", "SELL", D("1.5"), D("3000"), D("2990"), T0,
-                         T0 + 1, "take_profit", FEE, 0.6, 2, (), is_virtual=False,
-                         fees_usdt=D("1.25"))  # fmt: skip
+    trade = closed_trade(
+        "sig-8",
+        "ETHUSDT",
+        "SELL",
+        D("1.5"),
+        D("3000"),
+        D("2990"),
+        T0,
+        T0 + 1,
+        "take_profit",
+        FEE,
+        0.6,
+        2,
+        (),
+        is_virtual=False,
+        fees_usdt=D("1.25"),
+    )
     assert (trade.gross_pnl_usdt, trade.fees_usdt, trade.net_pnl_usdt, trade.is_win) == (
-        D("15"), D("1.25"), D("13.75"), True,
-    )  # fmt: skip
+        D("15"),
+        D("1.25"),
+        D("13.75"),
+        True,
+    )
     assert trade.is_virtual is False
 
 
 def test_closed_trade_whose_gross_profit_the_fees_eat_is_a_loss() -> None:
-    trade = closed_trade("sig-9", "BTCUSDT", "BUY", D("0.010"), D("100000"), D("100050"), T0,
-                         T0 + 1, "time_stop", FEE, 0.6, 2, (), is_virtual=True)  # fmt: skip
+    trade = closed_trade(
+        "sig-9",
+        "BTCUSDT",
+        "BUY",
+        D("0.010"),
+        D("100000"),
+        D("100050"),
+        T0,
+        T0 + 1,
+        "time_stop",
+        FEE,
+        0.6,
+        2,
+        (),
+        is_virtual=True,
+    )
     assert (trade.gross_pnl_usdt, trade.fees_usdt, trade.net_pnl_usdt, trade.is_win) == (
-        D("0.5"), D("0.80020"), D("-0.30020"), False,
-    )  # fmt: skip
+        D("0.5"),
+        D("0.80020"),
+        D("-0.30020"),
+        False,
+    )
 
 
 def test_closed_trade_with_a_bad_side_raises() -> None:
     with pytest.raises(ValueError, match="side 'LONG'"):
-        closed_trade("s", "BTCUSDT", "LONG", D("1"), D("1"), D("1"), T0, T0, "x", FEE, 0.6, 1,
-                     (), is_virtual=True)  # fmt: skip
+        closed_trade(
+            "s",
+            "BTCUSDT",
+            "LONG",
+            D("1"),
+            D("1"),
+            D("1"),
+            T0,
+            T0,
+            "x",
+            FEE,
+            0.6,
+            1,
+            (),
+            is_virtual=True,
+        )
 
 
 def test_closed_trade_is_frozen() -> None:

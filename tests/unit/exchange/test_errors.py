@@ -87,8 +87,11 @@ def test_execution_is_unknown_only_for_5xx_408_and_transport_failures(
 
 def test_error_message_names_method_path_status_code_and_binance_text() -> None:
     error = RejectedError(
-        "ReduceOnly Order is rejected.", code=-2022, http_status=400,
-        method="POST", path="/fapi/v1/order",
-    )  # fmt: skip
+        "ReduceOnly Order is rejected.",
+        code=-2022,
+        http_status=400,
+        method="POST",
+        path="/fapi/v1/order",
+    )
     assert str(error) == "POST /fapi/v1/order: http=400 code=-2022 ReduceOnly Order is rejected."
     assert (error.code, error.http_status) == (-2022, 400)

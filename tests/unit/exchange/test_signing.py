@@ -21,8 +21,14 @@ def test_hmac_of_binance_s_worked_example() -> None:
 
 def test_signed_params_reproduce_the_worked_example_exactly() -> None:
     signer = Signer("vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A", SECRET)
-    params = [("symbol", "LTCBTC"), ("side", "BUY"), ("type", "LIMIT"), ("timeInForce", "GTC"),
-              ("quantity", "1"), ("price", "0.1")]  # fmt: skip
+    params = [
+        ("symbol", "LTCBTC"),
+        ("side", "BUY"),
+        ("type", "LIMIT"),
+        ("timeInForce", "GTC"),
+        ("quantity", "1"),
+        ("price", "0.1"),
+    ]
     text = signer.signed_params(params, timestamp_ms=1499827319559, recv_window_ms=5000)
     assert text == f"{TOTAL_PARAMS}&signature={SIGNATURE}"
 

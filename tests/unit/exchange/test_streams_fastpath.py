@@ -51,7 +51,10 @@ def test_one_pass_decode_of_a_mark_gives_floats_of_the_same_values() -> None:
     assert isinstance(general, b.MarkPrice) and isinstance(fast[2], b.MarkTick)
     tick = fast[2]
     assert (tick.symbol, tick.time_ms, tick.next_funding_time_ms) == (
-        general.symbol, general.time_ms, general.next_funding_time_ms)  # fmt: skip
+        general.symbol,
+        general.time_ms,
+        general.next_funding_time_ms,
+    )
     prices = (general.mark_price, general.index_price, general.funding_rate)
     assert (tick.mark_price, tick.index_price, tick.funding_rate) == tuple(map(float, prices))
 
@@ -75,8 +78,14 @@ def test_is_open_kline_frame_accepts_only_a_whole_valid_open_kline() -> None:
 
 def test_accept_frame_drops_open_klines_but_counts_them_as_valid_messages() -> None:
     settings = load_config("paper", env={}).streams
-    conn = StreamConnection("market-0", _never, ("btcusdt@kline_1m",), settings,
-                            Inbox(10, "drop_oldest"), drops_open_klines=True)  # fmt: skip
+    conn = StreamConnection(
+        "market-0",
+        _never,
+        ("btcusdt@kline_1m",),
+        settings,
+        Inbox(10, "drop_oldest"),
+        drops_open_klines=True,
+    )
     assert conn.accept_frame(OPEN) is None
     closed = conn.accept_frame(CLOSED)
     assert closed is not None and isinstance(closed.event, b.KlineUpdate)
@@ -125,8 +134,14 @@ def test_a_mark_array_the_one_pass_decode_cannot_take_goes_to_the_general_path()
 
 def test_a_repeated_mark_array_is_deduplicated() -> None:
     settings = load_config("paper", env={}).streams
-    conn = StreamConnection("market-0", _never, ("!markPrice@arr@1s",), settings,
-                            Inbox(10, "drop_oldest"), drops_open_klines=True)  # fmt: skip
+    conn = StreamConnection(
+        "market-0",
+        _never,
+        ("!markPrice@arr@1s",),
+        settings,
+        Inbox(10, "drop_oldest"),
+        drops_open_klines=True,
+    )
     frame, _ = mark_array(["BTCUSDT", "ETHUSDT"])
     later, _ = mark_array(["BTCUSDT", "ETHUSDT"])
     later = later.replace(b'"E":1562305380000', b'"E":1562305381000')

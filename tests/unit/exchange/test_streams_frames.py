@@ -44,9 +44,15 @@ async def _never() -> str:
 
 def connection(is_combined: bool = True) -> StreamConnection:
     settings = load_config("paper", env={}).streams
-    return StreamConnection("market-0", _never, ("btcusdt@kline_1m",), settings,
-                            Inbox(10, "drop_oldest"), is_combined=is_combined,
-                            is_user_data=not is_combined)  # fmt: skip
+    return StreamConnection(
+        "market-0",
+        _never,
+        ("btcusdt@kline_1m",),
+        settings,
+        Inbox(10, "drop_oldest"),
+        is_combined=is_combined,
+        is_user_data=not is_combined,
+    )
 
 
 def test_real_closed_kline_in_a_combined_frame_yields_its_dedup_fields() -> None:
@@ -86,11 +92,14 @@ def test_all_market_mark_price_array_takes_the_first_event_time() -> None:
         (b'{"stream":"a@kline_1m","data":"text"}', True, "wrong shape"),
         (b'{"stream":"a@kline_1m","data":{"e":"kline","E":1.5}}', True, "wrong shape"),
         (b'{"stream":"a@kline_1m","data":{"e":"kline","E":"soon"}}', True, "not an integer"),
-        (b'{"stream":"a@kline_1m","data":{"e":"kline","E":1,"k":{"t":"0","x":true}}}', True,
-         "wrong shape"),
+        (
+            b'{"stream":"a@kline_1m","data":{"e":"kline","E":1,"k":{"t":"0","x":true}}}',
+            True,
+            "wrong shape",
+        ),
         (b'{"stream":"a@kline_1m","data":{"e":"kline","E":1,"k":{"t":0}}}', True, "wrong shape"),
         (b'{"stream":"a@kline_1m","data":{"e":"kline","E":true}}', True, "wrong shape"),
-        (b'[1,2,3]', False, "wrong shape"),
+        (b"[1,2,3]", False, "wrong shape"),
         (b'{"E":1}', False, "event type e is missing"),
         (b"\xff\xfe{}", False, "not UTF-8"),
         (b'{"e":"\xc3\x28","E":1}', False, "not UTF-8"),
@@ -98,7 +107,7 @@ def test_all_market_mark_price_array_takes_the_first_event_time() -> None:
         (b'{"e":"kline","E":1,', False, "not JSON"),
         (b"[" * 100_000, True, "wrong shape|not JSON|nested"),
     ],
-)  # fmt: skip
+)
 def test_malformed_frames_raise_frame_error_with_the_reason(
     frame: bytes, is_combined: bool, reason: str
 ) -> None:

@@ -36,14 +36,20 @@ def user_event(event_ms: int, data: bytes) -> StreamMessage:
 @pytest.mark.parametrize(
     ("name", "route"),
     [
-        ("btcusdt@kline_1m", "market"), ("btcusdt@markPrice", "market"),
-        ("btcusdt@markPrice@1s", "market"), ("!markPrice@arr@1s", "market"),
-        ("btcusdt@aggTrade", "market"), ("btcusdt_perpetual@continuousKline_1m", "market"),
-        ("btcusdt@bookTicker", "public"), ("!bookTicker", "public"),
-        ("btcusdt@depth5@100ms", "public"), ("btcusdt@depth", "public"),
-        ("btcusdt@rpiDepth@500ms", "public"), ("btcusdt@trade", "public"),
+        ("btcusdt@kline_1m", "market"),
+        ("btcusdt@markPrice", "market"),
+        ("btcusdt@markPrice@1s", "market"),
+        ("!markPrice@arr@1s", "market"),
+        ("btcusdt@aggTrade", "market"),
+        ("btcusdt_perpetual@continuousKline_1m", "market"),
+        ("btcusdt@bookTicker", "public"),
+        ("!bookTicker", "public"),
+        ("btcusdt@depth5@100ms", "public"),
+        ("btcusdt@depth", "public"),
+        ("btcusdt@rpiDepth@500ms", "public"),
+        ("btcusdt@trade", "public"),
     ],
-)  # fmt: skip
+)
 def test_stream_route_follows_the_2026_routing_table(name: str, route: str) -> None:
     assert stream_route(name) == route
 
@@ -53,8 +59,11 @@ def test_shard_streams_splits_450_klines_into_200_200_50_and_keeps_routes_apart(
     tickers = [f"s{i:03d}usdt@bookTicker" for i in range(3)]
     plan = shard_streams([*klines, *tickers, klines[0]], 200)
     assert [(route, len(names)) for route, names in plan] == [
-        ("market", 200), ("market", 200), ("market", 50), ("public", 3)
-    ]  # fmt: skip
+        ("market", 200),
+        ("market", 200),
+        ("market", 50),
+        ("public", 3),
+    ]
     market = [n for route, names in plan if route == "market" for n in names]
     assert market == sorted(klines)  # each stream exactly once, deterministic order
 
@@ -178,8 +187,10 @@ def test_block_inbox_holds_the_writer_until_the_consumer_takes_one() -> None:
         first = await inbox.get()
         await asyncio.wait_for(writer, 1.0)
         second = await inbox.get()
-        ordered = [first, second] == [kline("a@kline_1m", 1, 0, False),
-                                      kline("a@kline_1m", 2, 0, False)]  # fmt: skip
+        ordered = [first, second] == [
+            kline("a@kline_1m", 1, 0, False),
+            kline("a@kline_1m", 2, 0, False),
+        ]
         return was_blocked, ordered, inbox.dropped
 
     assert asyncio.run(run()) == (True, True, 0)

@@ -21,20 +21,50 @@ HOUR_MS = 3_600_000
 
 BRACKETS: dict[str, list[dict[str, Any]]] = {
     "BTCUSDT": [
-        {"bracket": 1, "initialLeverage": 125, "notionalCap": 50000, "notionalFloor": 0,
-         "maintMarginRatio": 0.004, "cum": 0.0},
-        {"bracket": 2, "initialLeverage": 100, "notionalCap": 600000, "notionalFloor": 50000,
-         "maintMarginRatio": 0.005, "cum": 50.0},
-        {"bracket": 3, "initialLeverage": 50, "notionalCap": 3000000, "notionalFloor": 600000,
-         "maintMarginRatio": 0.01, "cum": 3050.0},
+        {
+            "bracket": 1,
+            "initialLeverage": 125,
+            "notionalCap": 50000,
+            "notionalFloor": 0,
+            "maintMarginRatio": 0.004,
+            "cum": 0.0,
+        },
+        {
+            "bracket": 2,
+            "initialLeverage": 100,
+            "notionalCap": 600000,
+            "notionalFloor": 50000,
+            "maintMarginRatio": 0.005,
+            "cum": 50.0,
+        },
+        {
+            "bracket": 3,
+            "initialLeverage": 50,
+            "notionalCap": 3000000,
+            "notionalFloor": 600000,
+            "maintMarginRatio": 0.01,
+            "cum": 3050.0,
+        },
     ],
     "ETHUSDT": [
-        {"bracket": 1, "initialLeverage": 50, "notionalCap": 50000, "notionalFloor": 0,
-         "maintMarginRatio": 0.01, "cum": 0.0},
-        {"bracket": 2, "initialLeverage": 20, "notionalCap": 250000, "notionalFloor": 50000,
-         "maintMarginRatio": 0.025, "cum": 750.0},
+        {
+            "bracket": 1,
+            "initialLeverage": 50,
+            "notionalCap": 50000,
+            "notionalFloor": 0,
+            "maintMarginRatio": 0.01,
+            "cum": 0.0,
+        },
+        {
+            "bracket": 2,
+            "initialLeverage": 20,
+            "notionalCap": 250000,
+            "notionalFloor": 50000,
+            "maintMarginRatio": 0.025,
+            "cum": 750.0,
+        },
     ],
-}  # fmt: skip
+}
 
 
 def fixture(relative: str) -> Any:
@@ -119,19 +149,29 @@ def spec_with_filter(symbol: str, filter_type: str, **values: Any) -> dict[str, 
 def market_buy(engine: Engine, qty: str, now_ms: int = T0, symbol: str = "BTCUSDT") -> Any:
     """Place a MARKET BUY with RESULT and return its reply."""
     return engine.post_order(
-        {"symbol": symbol, "side": "BUY", "type": "MARKET", "quantity": qty,
-         "newOrderRespType": "RESULT"},
+        {
+            "symbol": symbol,
+            "side": "BUY",
+            "type": "MARKET",
+            "quantity": qty,
+            "newOrderRespType": "RESULT",
+        },
         now_ms,
-    )  # fmt: skip
+    )
 
 
 def market_sell(engine: Engine, qty: str, now_ms: int = T0, symbol: str = "BTCUSDT") -> Any:
     """Place a MARKET SELL with RESULT and return its reply."""
     return engine.post_order(
-        {"symbol": symbol, "side": "SELL", "type": "MARKET", "quantity": qty,
-         "newOrderRespType": "RESULT"},
+        {
+            "symbol": symbol,
+            "side": "SELL",
+            "type": "MARKET",
+            "quantity": qty,
+            "newOrderRespType": "RESULT",
+        },
         now_ms,
-    )  # fmt: skip
+    )
 
 
 def event_types(events: list[dict[str, Any]]) -> list[str]:

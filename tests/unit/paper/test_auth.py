@@ -83,8 +83,9 @@ def test_any_parameter_order_verifies_against_the_string_as_sent() -> None:
 def test_percent_encoded_body_signed_unencoded_python_binance_style_verifies() -> None:
     raw = 'batchOrders=[{"symbol":"BTCUSDT","side":"BUY"}]&timestamp=1499827319559'
     signature = sign(SECRET, raw)  # python-binance signs the unencoded string
-    wire = urlencode([("batchOrders", '[{"symbol":"BTCUSDT","side":"BUY"}]'),
-                      ("timestamp", "1499827319559")])  # fmt: skip
+    wire = urlencode(
+        [("batchOrders", '[{"symbol":"BTCUSDT","side":"BUY"}]'), ("timestamp", "1499827319559")]
+    )
     assert wire != raw
     assert is_signature_valid(SECRET, wire, signature)
 

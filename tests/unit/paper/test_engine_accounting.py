@@ -15,8 +15,10 @@ from tests.unit.paper.engine_setup import (
     shape,
 )
 
-CCXT = {e["endpoint_inferred"]: e["httpResponse"] for e in fixture(
-    "ccxt-extracted/ccxt_binance_linear_httpResponses.json")["entries"]}  # fmt: skip
+CCXT = {
+    e["endpoint_inferred"]: e["httpResponse"]
+    for e in fixture("ccxt-extracted/ccxt_binance_linear_httpResponses.json")["entries"]
+}
 
 
 def position(engine: Engine, symbol: str = "BTCUSDT") -> dict[str, Any]:
@@ -85,9 +87,18 @@ def test_closing_the_position_reports_a_zero_row_in_account_update() -> None:
     market_sell(engine, "0.010")
     update = engine.drain_events()[2]
     assert update["a"]["P"] == [
-        {"s": "BTCUSDT", "pa": "0", "ep": "0.00000", "bep": "0", "cr": "-0.00200000", "up": "0",
-         "mt": "cross", "iw": "0.00000000", "ps": "BOTH"}
-    ]  # fmt: skip
+        {
+            "s": "BTCUSDT",
+            "pa": "0",
+            "ep": "0.00000",
+            "bep": "0",
+            "cr": "-0.00200000",
+            "up": "0",
+            "mt": "cross",
+            "iw": "0.00000000",
+            "ps": "BOTH",
+        }
+    ]
     assert update["a"]["B"] == [
         {"a": "USDT", "wb": "9999.51800000", "cw": "9999.51800000", "bc": "0"}
     ]
@@ -144,10 +155,16 @@ def test_isolated_position_moves_its_margin_out_of_the_cross_wallet() -> None:
 def test_open_orders_reserve_margin_that_reduce_only_orders_do_not() -> None:
     engine, _ = make_engine()
     engine.post_order(
-        {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
-         "quantity": "1.000", "price": "50000.00"},
+        {
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "type": "LIMIT",
+            "timeInForce": "GTC",
+            "quantity": "1.000",
+            "price": "50000.00",
+        },
         T0,
-    )  # fmt: skip
+    )
     account = engine.get_account_v2({}, T0)
     assert account["totalOpenOrderInitialMargin"] == "2500.00000000"  # 50000 / 20
     assert account["availableBalance"] == "7500.00000000"

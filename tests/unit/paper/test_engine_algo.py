@@ -117,10 +117,16 @@ def test_contract_price_triggers_on_last_while_mark_price_waits_for_the_mark() -
     market_buy(engine, "0.020")
     engine.post_algo_order({**STOP, "clientAlgoId": "on-mark"}, T0)
     engine.post_algo_order(
-        {**STOP, "clientAlgoId": "on-last", "workingType": "CONTRACT_PRICE", "closePosition": "",
-         "quantity": "0.010", "reduceOnly": "true"},
+        {
+            **STOP,
+            "clientAlgoId": "on-last",
+            "workingType": "CONTRACT_PRICE",
+            "closePosition": "",
+            "quantity": "0.010",
+            "reduceOnly": "true",
+        },
         T0,
-    )  # fmt: skip
+    )
     engine.drain_events()
     market.set("BTCUSDT", "58990.00", mark="59500.00", bid="58989.90", ask="58990.10")
     engine.tick(T0 + 250)
@@ -136,10 +142,14 @@ def test_take_profit_sells_when_the_price_rises_to_the_trigger() -> None:
     engine, market = make_engine()
     market_buy(engine, "0.010")
     engine.post_algo_order(
-        {**STOP, "type": "TAKE_PROFIT_MARKET", "triggerPrice": "61000.00",
-         "workingType": "CONTRACT_PRICE"},
+        {
+            **STOP,
+            "type": "TAKE_PROFIT_MARKET",
+            "triggerPrice": "61000.00",
+            "workingType": "CONTRACT_PRICE",
+        },
         T0,
-    )  # fmt: skip
+    )
     market.set("BTCUSDT", "60999.90")
     engine.tick(T0 + 250)
     assert engine.get_open_algo_orders({}, T0)[0]["algoStatus"] == "NEW"
@@ -193,10 +203,17 @@ def test_reduce_only_algo_never_increases_the_position() -> None:
     engine, market = make_engine()
     market_buy(engine, "0.010")
     engine.post_algo_order(
-        {**STOP, "side": "BUY", "triggerPrice": "61000.00", "closePosition": "",
-         "quantity": "0.010", "reduceOnly": "true", "workingType": "CONTRACT_PRICE"},
+        {
+            **STOP,
+            "side": "BUY",
+            "triggerPrice": "61000.00",
+            "closePosition": "",
+            "quantity": "0.010",
+            "reduceOnly": "true",
+            "workingType": "CONTRACT_PRICE",
+        },
         T0,
-    )  # fmt: skip
+    )
     engine.drain_events()
     market.set("BTCUSDT", "61000.00")
     engine.tick(T0 + 250)
@@ -235,11 +252,18 @@ def test_protective_stops_stay_when_the_position_is_closed_by_hand() -> None:
 def test_stop_limit_child_rests_until_filled_and_then_finishes_the_algo_order() -> None:
     engine, market = make_engine()
     engine.post_algo_order(
-        {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "BUY", "type": "STOP",
-         "quantity": "0.010", "price": "60900.00", "triggerPrice": "61000.00",
-         "clientAlgoId": "breakout"},
+        {
+            "algoType": "CONDITIONAL",
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "type": "STOP",
+            "quantity": "0.010",
+            "price": "60900.00",
+            "triggerPrice": "61000.00",
+            "clientAlgoId": "breakout",
+        },
         T0,
-    )  # fmt: skip
+    )
     market.set("BTCUSDT", "61000.00", bid="60999.90", ask="61000.10")
     engine.tick(T0 + 250)
     child = engine.get_open_orders({"symbol": "BTCUSDT"}, T0)[0]
@@ -263,11 +287,19 @@ def test_trailing_stop_activates_tracks_the_high_and_fires_on_the_callback() -> 
     engine, market = make_engine()
     market_buy(engine, "0.010")
     placed = engine.post_algo_order(
-        {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL",
-         "type": "TRAILING_STOP_MARKET", "quantity": "0.010", "reduceOnly": "true",
-         "activatePrice": "61000.00", "callbackRate": "1", "clientAlgoId": "trail"},
+        {
+            "algoType": "CONDITIONAL",
+            "symbol": "BTCUSDT",
+            "side": "SELL",
+            "type": "TRAILING_STOP_MARKET",
+            "quantity": "0.010",
+            "reduceOnly": "true",
+            "activatePrice": "61000.00",
+            "callbackRate": "1",
+            "clientAlgoId": "trail",
+        },
         T0,
-    )  # fmt: skip
+    )
     assert (placed["activatePrice"], placed["callbackRate"]) == ("61000.00", "1.0")
     assert engine.drain_events()[-1]["o"]["ia"] is False
     for i, last in enumerate(["60500.00", "61000.00", "62000.00", "61400.00"]):
@@ -293,10 +325,16 @@ def test_trailing_stop_activates_tracks_the_high_and_fires_on_the_callback() -> 
 def test_trailing_stop_without_activation_price_is_active_at_once() -> None:
     engine, market = make_engine()
     engine.post_algo_order(
-        {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "BUY",
-         "type": "TRAILING_STOP_MARKET", "quantity": "0.010", "callbackRate": "0.5"},
+        {
+            "algoType": "CONDITIONAL",
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "type": "TRAILING_STOP_MARKET",
+            "quantity": "0.010",
+            "callbackRate": "0.5",
+        },
         T0,
-    )  # fmt: skip
+    )
     market.set("BTCUSDT", "59000.00")
     engine.tick(T0 + 250)
     market.set("BTCUSDT", "59295.00", bid="59294.90", ask="59295.10")  # 59000 x 1.005
@@ -307,9 +345,15 @@ def test_trailing_stop_without_activation_price_is_active_at_once() -> None:
 
 def test_trailing_activation_on_the_wrong_side_of_the_price_is_2021() -> None:
     engine, _ = make_engine()
-    params = {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL",
-              "type": "TRAILING_STOP_MARKET", "quantity": "0.010", "callbackRate": "1",
-              "activatePrice": "59000.00"}  # fmt: skip
+    params = {
+        "algoType": "CONDITIONAL",
+        "symbol": "BTCUSDT",
+        "side": "SELL",
+        "type": "TRAILING_STOP_MARKET",
+        "quantity": "0.010",
+        "callbackRate": "1",
+        "activatePrice": "59000.00",
+    }
     assert refusal(engine, params)[0] == -2021
 
 
@@ -329,10 +373,16 @@ def test_price_protect_holds_the_trigger_while_mark_and_last_diverge() -> None:
 def test_a_child_the_matching_engine_refuses_leaves_the_algo_order_rejected() -> None:
     engine, market = make_engine()
     engine.post_algo_order(
-        {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "BUY", "type": "STOP_MARKET",
-         "quantity": "10", "triggerPrice": "61000.00"},
+        {
+            "algoType": "CONDITIONAL",
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "type": "STOP_MARKET",
+            "quantity": "10",
+            "triggerPrice": "61000.00",
+        },
         T0,
-    )  # fmt: skip
+    )
     engine.drain_events()
     market.set("BTCUSDT", "61000.00")
     engine.tick(T0 + 250)
@@ -346,8 +396,12 @@ def test_cancel_answers_with_string_code_and_pushes_algo_update_canceled() -> No
     placed = engine.post_algo_order(STOP, T0)
     engine.drain_events()
     reply = engine.delete_algo_order({"algoId": str(placed["algoId"])}, T0 + 1)
-    assert reply == {"algoId": placed["algoId"], "clientAlgoId": "slt-7-stop-0", "code": "200",
-                     "msg": "success"}  # fmt: skip
+    assert reply == {
+        "algoId": placed["algoId"],
+        "clientAlgoId": "slt-7-stop-0",
+        "code": "200",
+        "msg": "success",
+    }
     assert event_types(engine.drain_events()) == ["ALGO_UPDATE:CANCELED"]
     with pytest.raises(ApiError) as e:
         engine.delete_algo_order({"algoId": str(placed["algoId"])}, T0)
@@ -380,28 +434,46 @@ def test_open_and_all_algo_orders_and_cancel_all() -> None:
 
 
 ALGO_REFUSALS = [
-    ({"algoType": ""}, -1102,
-     "Mandatory parameter 'algoType' was not sent, was empty/null, or malformed."),
+    (
+        {"algoType": ""},
+        -1102,
+        "Mandatory parameter 'algoType' was not sent, was empty/null, or malformed.",
+    ),
     ({"algoType": "VP"}, -1130, "Data sent for parameter 'algoType' is not valid."),
     ({"symbol": "FOOUSDT"}, -1121, "Invalid symbol."),
     ({"type": "LIMIT"}, -1116, "Invalid orderType."),
     ({"positionSide": "SHORT"}, -4061, "Order's position side does not match user's setting."),
     ({"workingType": "INDEX_PRICE"}, -4031, "Invalid parameter working type"),
-    ({"triggerPrice": ""}, -1102,
-     "Mandatory parameter 'triggerPrice' was not sent, was empty/null, or malformed."),
+    (
+        {"triggerPrice": ""},
+        -1102,
+        "Mandatory parameter 'triggerPrice' was not sent, was empty/null, or malformed.",
+    ),
     ({"triggerPrice": "59000.05"}, -4014, "Price not increased by tick size."),
     ({"quantity": "0.010"}, -4137, "Quantity must be zero with closePosition equals true"),
     ({"reduceOnly": "true"}, -1106, "Parameter 'reduceOnly' sent when not required."),
-    ({"type": "STOP", "price": "59000"}, -4136,
-     "Target strategy invalid for orderType STOP,closePosition true"),
+    (
+        {"type": "STOP", "price": "59000"},
+        -4136,
+        "Target strategy invalid for orderType STOP,closePosition true",
+    ),
     ({"clientAlgoId": "no spaces"}, -4015, "Client order id is not valid."),
-    ({"closePosition": "false"}, -1102,
-     "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed."),
-    ({"closePosition": "false", "quantity": "0.0001"}, -1111,
-     "Precision is over the maximum defined for this asset."),
-    ({"closePosition": "false", "quantity": "0.010", "price": "59000"}, -1106,
-     "Parameter 'price' sent when not required."),
-]  # fmt: skip
+    (
+        {"closePosition": "false"},
+        -1102,
+        "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.",
+    ),
+    (
+        {"closePosition": "false", "quantity": "0.0001"},
+        -1111,
+        "Precision is over the maximum defined for this asset.",
+    ),
+    (
+        {"closePosition": "false", "quantity": "0.010", "price": "59000"},
+        -1106,
+        "Parameter 'price' sent when not required.",
+    ),
+]
 
 
 @pytest.mark.parametrize(("override", "code", "msg"), ALGO_REFUSALS)
@@ -415,8 +487,14 @@ def test_invalid_algo_order_is_refused_with_binance_code_and_message(
 
 def test_algo_min_notional_applies_unless_reduce_only() -> None:
     engine, _ = make_engine()
-    eth = {"algoType": "CONDITIONAL", "symbol": "ETHUSDT", "side": "SELL", "type": "STOP_MARKET",
-           "quantity": "0.003", "triggerPrice": "2900.00"}  # fmt: skip
+    eth = {
+        "algoType": "CONDITIONAL",
+        "symbol": "ETHUSDT",
+        "side": "SELL",
+        "type": "STOP_MARKET",
+        "quantity": "0.003",
+        "triggerPrice": "2900.00",
+    }
     assert refusal(engine, eth) == (
         -4164,
         "Order's notional must be no smaller than 10 (unless you choose reduce only).",
@@ -426,8 +504,13 @@ def test_algo_min_notional_applies_unless_reduce_only() -> None:
 
 def test_trailing_callback_rate_outside_0_1_to_20_and_bad_activation_are_refused() -> None:
     engine, _ = make_engine()
-    trailing = {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL",
-                "type": "TRAILING_STOP_MARKET", "quantity": "0.010"}  # fmt: skip
+    trailing = {
+        "algoType": "CONDITIONAL",
+        "symbol": "BTCUSDT",
+        "side": "SELL",
+        "type": "TRAILING_STOP_MARKET",
+        "quantity": "0.010",
+    }
     assert refusal(engine, {**trailing, "callbackRate": "20.5"}) == (
         -1130,
         "Data sent for parameter 'callbackRate' is not valid.",
@@ -450,10 +533,16 @@ def test_duplicate_client_algo_id_and_the_account_wide_algo_limit() -> None:
 def test_legacy_conditional_orders_on_the_order_endpoint_become_algo_orders_when_enabled() -> None:
     engine, _ = make_engine(legacy_conditional_on_order_endpoint=True)
     reply = engine.post_order(
-        {"symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET", "stopPrice": "59000.00",
-         "closePosition": "true", "newClientOrderId": "legacy-stop"},
+        {
+            "symbol": "BTCUSDT",
+            "side": "SELL",
+            "type": "STOP_MARKET",
+            "stopPrice": "59000.00",
+            "closePosition": "true",
+            "newClientOrderId": "legacy-stop",
+        },
         T0,
-    )  # fmt: skip
+    )
     assert (reply["clientAlgoId"], reply["triggerPrice"], reply["algoStatus"]) == (
         "legacy-stop",
         "59000.00",
@@ -463,19 +552,63 @@ def test_legacy_conditional_orders_on_the_order_endpoint_become_algo_orders_when
 
 # POST /fapi/v1/algoOrder reply, real capture quoted in BINANCE-API.md §5.10 (ccxt, Nov 2025).
 POST_ALGO_KEYS = [
-    "algoId", "clientAlgoId", "algoType", "orderType", "symbol", "side", "positionSide",
-    "timeInForce", "quantity", "algoStatus", "triggerPrice", "price", "icebergQuantity",
-    "selfTradePreventionMode", "workingType", "priceMatch", "closePosition", "priceProtect",
-    "reduceOnly", "createTime", "updateTime", "triggerTime", "goodTillDate",
-]  # fmt: skip
+    "algoId",
+    "clientAlgoId",
+    "algoType",
+    "orderType",
+    "symbol",
+    "side",
+    "positionSide",
+    "timeInForce",
+    "quantity",
+    "algoStatus",
+    "triggerPrice",
+    "price",
+    "icebergQuantity",
+    "selfTradePreventionMode",
+    "workingType",
+    "priceMatch",
+    "closePosition",
+    "priceProtect",
+    "reduceOnly",
+    "createTime",
+    "updateTime",
+    "triggerTime",
+    "goodTillDate",
+]
 # GET /fapi/v1/algoOrder and openAlgoOrders reply, Binance docs "Query Algo Order" example.
 QUERY_ALGO_KEYS = [
-    "algoId", "clientAlgoId", "algoType", "orderType", "symbol", "side", "positionSide",
-    "timeInForce", "quantity", "algoStatus", "actualOrderId", "actualPrice", "triggerPrice",
-    "price", "icebergQuantity", "tpTriggerPrice", "tpPrice", "slTriggerPrice", "slPrice",
-    "tpOrderType", "selfTradePreventionMode", "workingType", "priceMatch", "closePosition",
-    "priceProtect", "reduceOnly", "createTime", "updateTime", "triggerTime", "goodTillDate",
-]  # fmt: skip
+    "algoId",
+    "clientAlgoId",
+    "algoType",
+    "orderType",
+    "symbol",
+    "side",
+    "positionSide",
+    "timeInForce",
+    "quantity",
+    "algoStatus",
+    "actualOrderId",
+    "actualPrice",
+    "triggerPrice",
+    "price",
+    "icebergQuantity",
+    "tpTriggerPrice",
+    "tpPrice",
+    "slTriggerPrice",
+    "slPrice",
+    "tpOrderType",
+    "selfTradePreventionMode",
+    "workingType",
+    "priceMatch",
+    "closePosition",
+    "priceProtect",
+    "reduceOnly",
+    "createTime",
+    "updateTime",
+    "triggerTime",
+    "goodTillDate",
+]
 
 
 def test_algo_replies_have_binance_keys_in_order_with_binance_types() -> None:

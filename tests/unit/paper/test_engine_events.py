@@ -31,10 +31,16 @@ def stop_scenario() -> list[dict[str, Any]]:
     engine, market = make_engine()
     market_buy(engine, "0.010")
     engine.post_algo_order(
-        {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET",
-         "triggerPrice": "59000.00", "closePosition": "true"},
+        {
+            "algoType": "CONDITIONAL",
+            "symbol": "BTCUSDT",
+            "side": "SELL",
+            "type": "STOP_MARKET",
+            "triggerPrice": "59000.00",
+            "closePosition": "true",
+        },
         T0,
-    )  # fmt: skip
+    )
     market.set("BTCUSDT", "58990.00")
     engine.tick(T0 + 250)
     return engine.drain_events()
@@ -62,10 +68,15 @@ def test_partially_filled_update_matches_the_documented_shape() -> None:
     market_buy(engine, "0.010")
     engine.drain_events()
     engine.post_order(
-        {"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.020",
-         "reduceOnly": "true"},
+        {
+            "symbol": "BTCUSDT",
+            "side": "SELL",
+            "type": "MARKET",
+            "quantity": "0.020",
+            "reduceOnly": "true",
+        },
         T0,
-    )  # fmt: skip
+    )
     trade = by_type(engine.drain_events(), "ORDER_TRADE_UPDATE:TRADE")
     assert trade["o"]["X"] == "PARTIALLY_FILLED"
     assert shape(trade) == order_shape("rs_user_data_json_order_update_trade_partial.json")
@@ -103,10 +114,16 @@ def test_algo_update_lifecycle_matches_the_real_captures() -> None:
 def test_algo_update_finished_without_fill_matches_the_real_capture() -> None:
     engine, market = make_engine()
     engine.post_algo_order(
-        {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET",
-         "triggerPrice": "59000.00", "closePosition": "true"},
+        {
+            "algoType": "CONDITIONAL",
+            "symbol": "BTCUSDT",
+            "side": "SELL",
+            "type": "STOP_MARKET",
+            "triggerPrice": "59000.00",
+            "closePosition": "true",
+        },
         T0,
-    )  # fmt: skip
+    )
     market.set("BTCUSDT", "58990.00")
     engine.tick(T0 + 250)
     finished = by_type(engine.drain_events(), "ALGO_UPDATE:FINISHED")
@@ -118,11 +135,18 @@ def test_algo_update_finished_without_fill_matches_the_real_capture() -> None:
 def test_algo_update_new_and_canceled_match_the_documented_shape_without_a_reason() -> None:
     engine, _ = make_engine()
     placed = engine.post_algo_order(
-        {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL", "type": "TAKE_PROFIT",
-         "quantity": "0.010", "price": "61000.00", "triggerPrice": "61000.00",
-         "reduceOnly": "true"},
+        {
+            "algoType": "CONDITIONAL",
+            "symbol": "BTCUSDT",
+            "side": "SELL",
+            "type": "TAKE_PROFIT",
+            "quantity": "0.010",
+            "price": "61000.00",
+            "triggerPrice": "61000.00",
+            "reduceOnly": "true",
+        },
         T0,
-    )  # fmt: skip
+    )
     engine.delete_algo_order({"algoId": str(placed["algoId"])}, T0)
     new, canceled = engine.drain_events()
     for event, name in [

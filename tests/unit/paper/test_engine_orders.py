@@ -239,10 +239,16 @@ def test_cancel_all_open_orders_cancels_regular_orders_and_keeps_algo_orders() -
     engine.post_order(LIMIT_BUY, T0)
     engine.post_order({**LIMIT_BUY, "price": "58000.00"}, T0)
     engine.post_algo_order(
-        {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "BUY", "type": "STOP_MARKET",
-         "quantity": "0.010", "triggerPrice": "61000"},
+        {
+            "algoType": "CONDITIONAL",
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "type": "STOP_MARKET",
+            "quantity": "0.010",
+            "triggerPrice": "61000",
+        },
         T0,
-    )  # fmt: skip
+    )
     engine.drain_events()
     reply = engine.delete_all_open_orders({"symbol": "BTCUSDT"}, T0)
     assert reply == {"code": 200, "msg": "The operation of cancel all open order is done."}
@@ -307,10 +313,16 @@ ORDER_REFUSALS = [
     ({"positionSide": "LONG"}, -4061, "Order's position side does not match user's setting."),
     ({"positionSide": "UP"}, -4060, "Invalid position side."),
     ({"reduceOnly": "yes"}, -1130, "Data sent for parameter 'reduceOnly' is not valid."),
-    ({"quantity": "abc"}, -1102,
-     "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed."),
-    ({"timeInForce": ""}, -1102,
-     "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed."),
+    (
+        {"quantity": "abc"},
+        -1102,
+        "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.",
+    ),
+    (
+        {"timeInForce": ""},
+        -1102,
+        "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed.",
+    ),
     ({"timeInForce": "GTD"}, -1115, "Invalid timeInForce."),
     ({"newOrderRespType": "FULL"}, -1136, "Invalid newOrderRespType"),
     ({"newClientOrderId": "bad id!"}, -4015, "Client order id is not valid."),
@@ -329,11 +341,14 @@ ORDER_REFUSALS = [
     ({"price": "1246396.70"}, -4002, "Price greater than max price."),
     # PERCENT_PRICE against mark 60000: cap 60000 x 1.1 = 66000, floor 60000 x 0.5454 = 32724
     ({"price": "66000.10"}, -4016, "Price is higher than mark price multiplier cap."),
-    ({"side": "SELL", "price": "32723.90"}, -4024,
-     "Price is lower than mark price multiplier floor."),
+    (
+        {"side": "SELL", "price": "32723.90"},
+        -4024,
+        "Price is lower than mark price multiplier floor.",
+    ),
     ({"quantity": "10"}, -2019, "Margin is insufficient."),
     ({"reduceOnly": "true"}, -2022, "ReduceOnly Order is rejected."),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("override", "code", "msg"), ORDER_REFUSALS)
@@ -347,8 +362,13 @@ def test_invalid_order_is_refused_with_binance_code_and_message(
 
 def test_price_on_a_market_order_is_1106() -> None:
     engine, _ = make_engine()
-    params = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.010",
-              "price": "60000"}  # fmt: skip
+    params = {
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "type": "MARKET",
+        "quantity": "0.010",
+        "price": "60000",
+    }
     assert refusal(engine.post_order, params) == (
         400,
         -1106,
@@ -375,8 +395,13 @@ def test_min_notional_names_the_symbol_notional_and_exempts_reduce_only() -> Non
 def test_reduce_only_that_would_increase_the_position_is_2022() -> None:
     engine, _ = make_engine()
     market_buy(engine, "0.010")
-    params = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.010",
-              "reduceOnly": "true"}  # fmt: skip
+    params = {
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "type": "MARKET",
+        "quantity": "0.010",
+        "reduceOnly": "true",
+    }
     assert refusal(engine.post_order, params)[1:] == (-2022, "ReduceOnly Order is rejected.")
 
 
@@ -384,8 +409,14 @@ def test_reduce_only_that_would_increase_the_position_is_2022() -> None:
 def test_booleans_are_accepted_in_any_letter_case(spelling: str) -> None:
     engine, _ = make_engine()
     market_buy(engine, "0.010")
-    params = {"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.010",
-              "reduceOnly": spelling, "newOrderRespType": "RESULT"}  # fmt: skip
+    params = {
+        "symbol": "BTCUSDT",
+        "side": "SELL",
+        "type": "MARKET",
+        "quantity": "0.010",
+        "reduceOnly": spelling,
+        "newOrderRespType": "RESULT",
+    }
     reply = engine.post_order(params, T0)
     assert (reply["status"], reply["reduceOnly"]) == ("FILLED", True)
 
@@ -394,8 +425,14 @@ def test_reduce_only_larger_than_the_position_fills_the_position_and_expires_the
     engine, _ = make_engine()
     market_buy(engine, "0.010")
     engine.drain_events()
-    params = {"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.030",
-              "reduceOnly": "true", "newOrderRespType": "RESULT"}  # fmt: skip
+    params = {
+        "symbol": "BTCUSDT",
+        "side": "SELL",
+        "type": "MARKET",
+        "quantity": "0.030",
+        "reduceOnly": "true",
+        "newOrderRespType": "RESULT",
+    }
     reply = engine.post_order(params, T0)
     assert (reply["status"], reply["executedQty"]) == ("EXPIRED", "0.010")
     assert engine.get_position_risk_v2({"symbol": "BTCUSDT"}, T0)[0]["positionAmt"] == "0.000"
@@ -407,8 +444,15 @@ def test_reduce_only_larger_than_the_position_fills_the_position_and_expires_the
 def test_resting_reduce_only_orders_expire_when_the_position_closes() -> None:
     engine, _ = make_engine()
     market_buy(engine, "0.010")
-    take_profit = {"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "timeInForce": "GTC",
-                   "quantity": "0.010", "price": "65000.00", "reduceOnly": "true"}  # fmt: skip
+    take_profit = {
+        "symbol": "BTCUSDT",
+        "side": "SELL",
+        "type": "LIMIT",
+        "timeInForce": "GTC",
+        "quantity": "0.010",
+        "price": "65000.00",
+        "reduceOnly": "true",
+    }
     order_id = engine.post_order(take_profit, T0)["orderId"]
     engine.drain_events()
     market_sell(engine, "0.010")

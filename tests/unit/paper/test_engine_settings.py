@@ -64,10 +64,16 @@ def test_margin_type_changes_once_and_refuses_repeats_open_orders_and_positions(
         "No need to change margin type.",
     )
     engine.post_order(
-        {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
-         "quantity": "0.010", "price": "59000.00"},
+        {
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "type": "LIMIT",
+            "timeInForce": "GTC",
+            "quantity": "0.010",
+            "price": "59000.00",
+        },
         T0,
-    )  # fmt: skip
+    )
     crossed = {"symbol": "BTCUSDT", "marginType": "CROSSED"}
     assert refusal(engine.post_margin_type, crossed)[1:] == (
         -4047,
@@ -109,11 +115,21 @@ def test_symbol_config_has_the_documented_shape() -> None:
         fixture("nautilus-docs-derived/http_futures_account_symbol_config.json")
     )
     assert configs == [
-        {"symbol": "BTCUSDT", "marginType": "CROSSED", "isAutoAddMargin": False, "leverage": 20,
-         "maxNotionalValue": "3000000"},
-        {"symbol": "ETHUSDT", "marginType": "ISOLATED", "isAutoAddMargin": False, "leverage": 20,
-         "maxNotionalValue": "250000"},
-    ]  # fmt: skip
+        {
+            "symbol": "BTCUSDT",
+            "marginType": "CROSSED",
+            "isAutoAddMargin": False,
+            "leverage": 20,
+            "maxNotionalValue": "3000000",
+        },
+        {
+            "symbol": "ETHUSDT",
+            "marginType": "ISOLATED",
+            "isAutoAddMargin": False,
+            "leverage": 20,
+            "maxNotionalValue": "250000",
+        },
+    ]
     assert [c["symbol"] for c in engine.get_symbol_config({"symbol": "ETHUSDT"}, T0)] == ["ETHUSDT"]
 
 

@@ -38,12 +38,19 @@ def test_a_long_pays_positive_funding_at_each_funding_time_with_a_cross_balance_
     engine.tick(NEXT_FUNDING)
     # -1.000 x 60000 x 0.0001
     assert engine.drain_events() == [
-        {"e": "ACCOUNT_UPDATE", "T": NEXT_FUNDING, "E": NEXT_FUNDING,
-         "a": {"m": "FUNDING_FEE",
-               "B": [{"a": "USDT", "wb": "9969.99996000", "cw": "9969.99996000",
-                      "bc": "-6.00000000"}],
-               "P": []}},
-    ]  # fmt: skip
+        {
+            "e": "ACCOUNT_UPDATE",
+            "T": NEXT_FUNDING,
+            "E": NEXT_FUNDING,
+            "a": {
+                "m": "FUNDING_FEE",
+                "B": [
+                    {"a": "USDT", "wb": "9969.99996000", "cw": "9969.99996000", "bc": "-6.00000000"}
+                ],
+                "P": [],
+            },
+        },
+    ]
     funding = engine.get_income({"incomeType": "FUNDING_FEE"}, LATER)
     assert [(f["symbol"], f["income"], f["time"], f["tradeId"]) for f in funding] == [
         ("BTCUSDT", "-6.00000000", NEXT_FUNDING, "")
@@ -93,10 +100,16 @@ def test_funding_is_settled_before_fills_of_the_same_tick_so_event_times_stay_or
     engine, market = make_engine()
     market_buy(engine, "1.000")
     engine.post_order(
-        {"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "timeInForce": "GTC",
-         "quantity": "1.000", "price": "60100.00"},
+        {
+            "symbol": "BTCUSDT",
+            "side": "SELL",
+            "type": "LIMIT",
+            "timeInForce": "GTC",
+            "quantity": "1.000",
+            "price": "60100.00",
+        },
         T0,
-    )  # fmt: skip
+    )
     engine.tick(NEXT_FUNDING - 250)
     engine.drain_events()
     market.set("BTCUSDT", "60100.10")
@@ -122,10 +135,16 @@ def test_cross_liquidation_closes_at_mark_with_autoclose_and_caps_the_loss_at_th
     engine, market = make_engine()
     market_buy(engine, "1.000")  # liquidation price 50225.22617085
     resting = engine.post_order(
-        {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
-         "quantity": "0.010", "price": "45000.00"},
+        {
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "type": "LIMIT",
+            "timeInForce": "GTC",
+            "quantity": "0.010",
+            "price": "45000.00",
+        },
         T0,
-    )  # fmt: skip
+    )
     engine.drain_events()
     market.set("BTCUSDT", "50230.00", mark="50230.00")
     engine.tick(T0 + 250)
@@ -225,10 +244,24 @@ def test_margin_call_is_sent_once_when_maintenance_reaches_80_percent_of_margin(
     engine.tick(T0 + 250)
     # maintenance 50260 x 0.005 - 50 = 201.3; margin 9975.99996 - 9740.1 = 235.89996
     assert engine.drain_events() == [
-        {"e": "MARGIN_CALL", "E": T0 + 250, "cw": "9975.99996000",
-         "p": [{"s": "BTCUSDT", "ps": "BOTH", "pa": "1", "mt": "CROSSED", "iw": "0.00000000",
-                "mp": "50260.00000000", "up": "-9740.10000000", "mm": "201.30000000"}]},
-    ]  # fmt: skip
+        {
+            "e": "MARGIN_CALL",
+            "E": T0 + 250,
+            "cw": "9975.99996000",
+            "p": [
+                {
+                    "s": "BTCUSDT",
+                    "ps": "BOTH",
+                    "pa": "1",
+                    "mt": "CROSSED",
+                    "iw": "0.00000000",
+                    "mp": "50260.00000000",
+                    "up": "-9740.10000000",
+                    "mm": "201.30000000",
+                }
+            ],
+        },
+    ]
     engine.tick(T0 + 500)
     assert engine.drain_events() == []
     market.set("BTCUSDT", "55000.00")
@@ -241,15 +274,27 @@ def test_margin_call_is_sent_once_when_maintenance_reaches_80_percent_of_margin(
 def arm_countdown(engine: Engine) -> None:
     market_buy(engine, "0.010")
     engine.post_order(
-        {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
-         "quantity": "0.010", "price": "59000.00"},
+        {
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "type": "LIMIT",
+            "timeInForce": "GTC",
+            "quantity": "0.010",
+            "price": "59000.00",
+        },
         T0,
-    )  # fmt: skip
+    )
     engine.post_algo_order(
-        {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET",
-         "triggerPrice": "58000.00", "closePosition": "true"},
+        {
+            "algoType": "CONDITIONAL",
+            "symbol": "BTCUSDT",
+            "side": "SELL",
+            "type": "STOP_MARKET",
+            "triggerPrice": "58000.00",
+            "closePosition": "true",
+        },
         T0,
-    )  # fmt: skip
+    )
     reply = engine.post_countdown_cancel_all({"symbol": "BTCUSDT", "countdownTime": "10000"}, T0)
     assert reply == {"symbol": "BTCUSDT", "countdownTime": "10000"}
     engine.drain_events()

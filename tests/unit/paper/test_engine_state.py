@@ -30,21 +30,41 @@ def busy_account() -> tuple[Engine, FakeMarket]:
     market_buy(engine, "0.500", symbol="ETHUSDT")
     market_buy(engine, "0.010")
     engine.post_order(
-        {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
-         "quantity": "0.010", "price": "59000.00", "newClientOrderId": "dip"},
+        {
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "type": "LIMIT",
+            "timeInForce": "GTC",
+            "quantity": "0.010",
+            "price": "59000.00",
+            "newClientOrderId": "dip",
+        },
         T0,
-    )  # fmt: skip
+    )
     engine.post_algo_order(
-        {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET",
-         "triggerPrice": "58000.00", "closePosition": "true", "workingType": "MARK_PRICE"},
+        {
+            "algoType": "CONDITIONAL",
+            "symbol": "BTCUSDT",
+            "side": "SELL",
+            "type": "STOP_MARKET",
+            "triggerPrice": "58000.00",
+            "closePosition": "true",
+            "workingType": "MARK_PRICE",
+        },
         T0,
-    )  # fmt: skip
+    )
     engine.post_algo_order(
-        {"algoType": "CONDITIONAL", "symbol": "ETHUSDT", "side": "SELL",
-         "type": "TRAILING_STOP_MARKET", "quantity": "0.500", "callbackRate": "2",
-         "reduceOnly": "true"},
+        {
+            "algoType": "CONDITIONAL",
+            "symbol": "ETHUSDT",
+            "side": "SELL",
+            "type": "TRAILING_STOP_MARKET",
+            "quantity": "0.500",
+            "callbackRate": "2",
+            "reduceOnly": "true",
+        },
         T0,
-    )  # fmt: skip
+    )
     engine.post_countdown_cancel_all({"symbol": "BTCUSDT", "countdownTime": "60000"}, T0)
     engine.tick(T0 + 250)
     market.set("ETHUSDT", "3100.00", bid="3099.99", ask="3100.01")
@@ -116,10 +136,16 @@ def test_unfilled_canceled_orders_are_forgotten_after_three_days_filled_ones_kep
     engine, _ = make_engine()
     filled = market_buy(engine, "0.010")["orderId"]
     canceled = engine.post_order(
-        {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
-         "quantity": "0.010", "price": "59000.00"},
+        {
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "type": "LIMIT",
+            "timeInForce": "GTC",
+            "quantity": "0.010",
+            "price": "59000.00",
+        },
         T0,
-    )["orderId"]  # fmt: skip
+    )["orderId"]
     engine.delete_order({"symbol": "BTCUSDT", "orderId": str(canceled)}, T0)
     engine.tick(T0 + 3 * DAY_MS + 1)
     remaining = engine.get_all_orders({"symbol": "BTCUSDT"}, T0 + 3 * DAY_MS + 1)
@@ -127,15 +153,37 @@ def test_unfilled_canceled_orders_are_forgotten_after_three_days_filled_ones_kep
 
 
 BATCH = [
-    {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
-     "quantity": 0.010, "price": 59000, "newClientOrderId": "b1"},
-    {"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.010",
-     "reduceOnly": True},
-    {"symbol": "BTCUSDT", "side": "BUY", "type": "STOP_MARKET", "quantity": "0.010",
-     "stopPrice": "61000"},
-    {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.010",
-     "newOrderRespType": "RESULT"},
-]  # fmt: skip
+    {
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "type": "LIMIT",
+        "timeInForce": "GTC",
+        "quantity": 0.010,
+        "price": 59000,
+        "newClientOrderId": "b1",
+    },
+    {
+        "symbol": "BTCUSDT",
+        "side": "SELL",
+        "type": "MARKET",
+        "quantity": "0.010",
+        "reduceOnly": True,
+    },
+    {
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "type": "STOP_MARKET",
+        "quantity": "0.010",
+        "stopPrice": "61000",
+    },
+    {
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "type": "MARKET",
+        "quantity": "0.010",
+        "newOrderRespType": "RESULT",
+    },
+]
 
 
 def test_batch_orders_answer_each_item_in_place_with_orders_or_errors() -> None:

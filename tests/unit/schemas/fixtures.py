@@ -11,9 +11,20 @@ CCXT_FILE = FIXTURES / "ccxt-extracted" / "ccxt_binance_linear_httpResponses.jso
 # PROVENANCE.md §3: ccxt's static-test harness stringifies these integer fields; on the wire
 # they are JSON numbers. `restore_ccxt_integers` undoes exactly that and nothing else.
 CCXT_STRINGIFIED = frozenset(
-    {"orderId", "time", "updateTime", "adl", "goodTillDate", "lastUpdateId", "E", "T", "feeTier",
-     "tradeGroupId", "id"}
-)  # fmt: skip
+    {
+        "orderId",
+        "time",
+        "updateTime",
+        "adl",
+        "goodTillDate",
+        "lastUpdateId",
+        "E",
+        "T",
+        "feeTier",
+        "tradeGroupId",
+        "id",
+    }
+)
 
 
 def raw(relative: str) -> bytes:
@@ -24,8 +35,9 @@ def raw(relative: str) -> bytes:
 def ccxt_entry(method: str, endpoint: str) -> Any:
     """Return the httpResponse of the ccxt entry with this method and inferred endpoint."""
     entries = json.loads(CCXT_FILE.read_text())["entries"]
-    (entry,) = [e for e in entries if e["ccxt_method"] == method
-                and e["endpoint_inferred"] == endpoint]  # fmt: skip
+    (entry,) = [
+        e for e in entries if e["ccxt_method"] == method and e["endpoint_inferred"] == endpoint
+    ]
     return entry["httpResponse"]
 
 
@@ -35,10 +47,11 @@ def restore_ccxt_integers(value: Any) -> Any:
         return [restore_ccxt_integers(v) for v in value]
     if isinstance(value, dict):
         return {
-            k: int(v) if k in CCXT_STRINGIFIED and isinstance(v, str) and v.lstrip("-").isdigit()
+            k: int(v)
+            if k in CCXT_STRINGIFIED and isinstance(v, str) and v.lstrip("-").isdigit()
             else restore_ccxt_integers(v)
             for k, v in value.items()
-        }  # fmt: skip
+        }
     return value
 
 

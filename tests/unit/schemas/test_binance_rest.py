@@ -39,8 +39,11 @@ def test_exchange_info_real_2022_capture() -> None:
     assert (btc.percent_price_up, btc.percent_price_down) == (D("1.1000"), D("0.5454"))
     assert (btc.price_precision, btc.quantity_precision) == (2, 3)
     eth = info.symbols[1]
-    assert (eth.tick_size, eth.max_qty, eth.percent_price_down) == (D("0.01"), D("10000"),
-                                                                   D("0.9000"))  # fmt: skip
+    assert (eth.tick_size, eth.max_qty, eth.percent_price_down) == (
+        D("0.01"),
+        D("10000"),
+        D("0.9000"),
+    )
 
 
 def test_exchange_info_without_price_filter_names_the_path() -> None:
@@ -54,22 +57,34 @@ def test_user_trades_real_capture() -> None:
     trades = decode_user_trades(raw("nautilus-real/http_futures_account_trades.json"))
     first, second = trades
     assert (first.trade_id, first.order_id, first.symbol, first.side) == (
-        82357626, 831238666, "ETHUSDT", "SELL")  # fmt: skip
-    assert (first.price, first.quantity, first.quote_qty) == (D("2778.35"), D("0.005"),
-                                                              D("13.89175"))  # fmt: skip
+        82357626,
+        831238666,
+        "ETHUSDT",
+        "SELL",
+    )
+    assert (first.price, first.quantity, first.quote_qty) == (
+        D("2778.35"),
+        D("0.005"),
+        D("13.89175"),
+    )
     assert (first.commission, first.commission_asset) == (D("0.00555670"), "USDT")
     assert (first.time_ms, first.is_buyer, first.is_maker) == (1645930322371, False, False)
-    assert (second.realized_pnl, second.price, second.is_buyer) == (D("-0.00325000"), D("2779"),
-                                                                    True)  # fmt: skip
+    assert (second.realized_pnl, second.price, second.is_buyer) == (
+        D("-0.00325000"),
+        D("2779"),
+        True,
+    )
 
 
 def test_user_trades_ccxt_capture_after_restoring_integers() -> None:
     body = ccxt_entry("fetchMyTrades", "GET /fapi/v1/userTrades")
     (trade,) = decode_user_trades(as_bytes(restore_ccxt_integers(body)))
-    assert (trade.trade_id, trade.order_id, trade.time_ms) == (272536245, 3524852987,
-                                                               1699972836419)  # fmt: skip
-    assert (trade.price, trade.quantity, trade.commission) == (D("36567.10"), D("0.010"),
-                                                               D("0.14626840"))  # fmt: skip
+    assert (trade.trade_id, trade.order_id, trade.time_ms) == (272536245, 3524852987, 1699972836419)
+    assert (trade.price, trade.quantity, trade.commission) == (
+        D("36567.10"),
+        D("0.010"),
+        D("0.14626840"),
+    )
 
 
 def test_ccxt_stringified_ids_are_refused_with_the_field_path() -> None:
@@ -86,8 +101,7 @@ def test_open_order_ccxt_capture() -> None:
     assert (order.order_id, order.symbol, order.status) == (664082074, "LTCUSDT", "NEW")
     assert order.client_order_id == "x-xcKtGhcu68f8383451844295b3e8b9"
     assert (order.order_type, order.time_in_force, order.side) == ("LIMIT", "GTX", "BUY")
-    assert (order.price, order.quantity, order.executed_qty) == (D("50.00"), D("0.200"),
-                                                                 D("0.000"))  # fmt: skip
+    assert (order.price, order.quantity, order.executed_qty) == (D("50.00"), D("0.200"), D("0.000"))
     assert (order.create_time_ms, order.update_time_ms) == (1707907323983, 1707907323991)
     assert not order.is_reduce_only and not order.is_close_position
 
@@ -104,22 +118,27 @@ def test_batch_order_replies_ccxt_capture(
 ) -> None:
     (order,) = decode_orders(as_bytes(ccxt_entry(method, endpoint)))  # real ints, no restoring
     assert (order.order_id, order.side, order.position_side) == (4087922044, "SELL", "BOTH")
-    assert (order.price, order.quantity, order.update_time_ms) == (D(price), D(quantity),
-                                                                   update_ms)  # fmt: skip
+    assert (order.price, order.quantity, order.update_time_ms) == (D(price), D(quantity), update_ms)
     assert order.create_time_ms is None  # only GET replies carry `time`
 
 
 def test_order_docs_example() -> None:
     order = decode_order(raw("nautilus-docs-derived/rs_http_json_order_response.json"))
-    assert (order.order_id, order.client_order_id, order.price) == (12345678, "testOrder123",
-                                                                    D("50000.00"))  # fmt: skip
+    assert (order.order_id, order.client_order_id, order.price) == (
+        12345678,
+        "testOrder123",
+        D("50000.00"),
+    )
     assert (order.stop_price, order.create_time_ms) == (D("0.00"), 1625474304765)
 
 
 def test_legacy_trailing_stop_order_docs_example() -> None:
     (order,) = decode_orders(raw("nautilus-docs-derived/http_futures_account_orders.json"))
     assert (order.order_type, order.position_side, order.stop_price) == (
-        "TRAILING_STOP_MARKET", "SHORT", D("9300"))  # fmt: skip
+        "TRAILING_STOP_MARKET",
+        "SHORT",
+        D("9300"),
+    )
     assert order.avg_price == D("0.00000")
 
 
@@ -157,8 +176,7 @@ def test_account_v3_ccxt_capture() -> None:
     assert account.available_balance_usdt == D("18.65949928")
     assert len(account.assets) == 6 and account.assets[0].asset == "FDUSD"
     (pos,) = account.positions
-    assert (pos.symbol, pos.amount, pos.notional_usdt) == ("BTCUSDT", D("0.009"),
-                                                           D("607.55548506"))  # fmt: skip
+    assert (pos.symbol, pos.amount, pos.notional_usdt) == ("BTCUSDT", D("0.009"), D("607.55548506"))
     assert (pos.initial_margin_usdt, pos.update_time_ms) == (D("7.59444356"), 1722161166529)
 
 
@@ -175,9 +193,15 @@ def test_account_v2_ccxt_capture_and_docs_example() -> None:
 def test_open_algo_orders_docs_example_with_the_older_type_key() -> None:
     (algo,) = decode_algo_orders(raw("nautilus-docs-derived/rs_http_json_open_algo_orders.json"))
     assert (algo.algo_id, algo.client_algo_id, algo.order_type) == (
-        123456789, "test-algo-order-1", "STOP_MARKET")  # fmt: skip
-    assert (algo.status, algo.trigger_price, algo.working_type) == ("NEW", D("45000.00"),
-                                                                    "MARK_PRICE")  # fmt: skip
+        123456789,
+        "test-algo-order-1",
+        "STOP_MARKET",
+    )
+    assert (algo.status, algo.trigger_price, algo.working_type) == (
+        "NEW",
+        D("45000.00"),
+        "MARK_PRICE",
+    )
     assert (algo.quantity, algo.price, algo.child_order_id) == (D("0.001"), None, None)
     assert not algo.is_close_position
 
@@ -188,19 +212,32 @@ def test_klines_docs_example_and_ccxt_capture() -> None:
     assert (kline.open_time_ms, kline.close_time_ms) == (1499040000000, 1499644799999)
     assert kline.trades == 308
     assert (kline.open, kline.high, kline.low, kline.close) == (
-        D("0.01634790"), D("0.80000000"), D("0.01575800"), D("0.01577100"))  # fmt: skip
+        D("0.01634790"),
+        D("0.80000000"),
+        D("0.01575800"),
+        D("0.01577100"),
+    )
     assert kline.is_closed
     ccxt_rows = decode_kline_rows(as_bytes(ccxt_entry("fetchOHLCV", "GET /fapi/v1/klines")))
     klines = to_klines(ccxt_rows, "BTCUSDT", "1m", now_ms=1712738600000)
     assert [k.close for k in klines] == [D("71481.90"), D("70459.40"), D("70459.40")]
     assert [k.is_closed for k in klines] == [True, True, False]  # the last one is still open
     assert (klines[1].volume, klines[1].taker_buy_volume, klines[1].trades) == (
-        D("0.120"), D("0.061"), 9)  # fmt: skip
+        D("0.120"),
+        D("0.061"),
+        9,
+    )
 
 
 def test_premium_index_docs_example() -> None:
     mark = decode_mark_price(raw("nautilus-docs-derived/http_futures_market_premium_index.json"))
     assert (mark.symbol, mark.mark_price, mark.index_price) == (
-        "BTCUSDT", D("11793.63104562"), D("11781.80495970"))  # fmt: skip
+        "BTCUSDT",
+        D("11793.63104562"),
+        D("11781.80495970"),
+    )
     assert (mark.funding_rate, mark.next_funding_time_ms, mark.time_ms) == (
-        D("0.00038246"), 1597392000000, 1597370495002)  # fmt: skip
+        D("0.00038246"),
+        1597392000000,
+        1597370495002,
+    )

@@ -26,26 +26,65 @@ from shared.schemas.bus import (
 )
 
 KLINE = Kline(
-    ts_ms=1_748_217_660_000, source="feed", seq=7, symbol="BTCUSDT", interval="1m",
-    open_time_ms=1_748_217_600_000, close_time_ms=1_748_217_659_999, open=108_950.1,
-    high=109_010.0, low=108_900.5, close=108_990.2, volume=152.338, quote_volume=16_600_112.5,
-    trades=4211, taker_buy_volume=80.1, taker_buy_quote_volume=8_728_001.2, is_closed=True,
-)  # fmt: skip
+    ts_ms=1_748_217_660_000,
+    source="feed",
+    seq=7,
+    symbol="BTCUSDT",
+    interval="1m",
+    open_time_ms=1_748_217_600_000,
+    close_time_ms=1_748_217_659_999,
+    open=108_950.1,
+    high=109_010.0,
+    low=108_900.5,
+    close=108_990.2,
+    volume=152.338,
+    quote_volume=16_600_112.5,
+    trades=4211,
+    taker_buy_volume=80.1,
+    taker_buy_quote_volume=8_728_001.2,
+    is_closed=True,
+)
 PAYLOADS: list[tuple[str, Payload]] = [
     (kline_topic("1m", "BTCUSDT"), KLINE),
-    (mark_topic("ETHUSDT"), MarkPrice(ts_ms=1, symbol="ETHUSDT", price=2543.11,
-                                      index_price=2542.9, funding_rate=0.0001,
-                                      next_funding_time_ms=1_748_246_400_000)),
-    (position_topic("BTCUSDT"), Position(ts_ms=2, symbol="BTCUSDT", quantity=Decimal("-0.004"),
-                                         entry_price=Decimal("108950.1"), has_stop=True,
-                                         updated_ms=2)),
-    (order_topic("BTCUSDT"), OrderState(ts_ms=3, symbol="BTCUSDT",
-                                        client_order_id="slt-8812-entry-0", side="BUY",
-                                        order_type="LIMIT", status="PARTIALLY_FILLED",
-                                        quantity=Decimal("0.010"), filled_quantity=Decimal("0.004"),
-                                        price=Decimal("108900.0"), updated_ms=3)),
+    (
+        mark_topic("ETHUSDT"),
+        MarkPrice(
+            ts_ms=1,
+            symbol="ETHUSDT",
+            price=2543.11,
+            index_price=2542.9,
+            funding_rate=0.0001,
+            next_funding_time_ms=1_748_246_400_000,
+        ),
+    ),
+    (
+        position_topic("BTCUSDT"),
+        Position(
+            ts_ms=2,
+            symbol="BTCUSDT",
+            quantity=Decimal("-0.004"),
+            entry_price=Decimal("108950.1"),
+            has_stop=True,
+            updated_ms=2,
+        ),
+    ),
+    (
+        order_topic("BTCUSDT"),
+        OrderState(
+            ts_ms=3,
+            symbol="BTCUSDT",
+            client_order_id="slt-8812-entry-0",
+            side="BUY",
+            order_type="LIMIT",
+            status="PARTIALLY_FILLED",
+            quantity=Decimal("0.010"),
+            filled_quantity=Decimal("0.004"),
+            price=Decimal("108900.0"),
+            updated_ms=3,
+        ),
+    ),
     (heartbeat_topic("feed"), BusHeartbeat(ts_ms=4, pid=1234, published=99)),
-]  # fmt: skip
+]
 
 
 def test_topic_builders_produce_dotted_topics() -> None:

@@ -21,20 +21,39 @@ from shared.schemas.records import (
 )
 
 INTENT = OrderIntent(
-    client_id="slt-8812-entry-0", signal_id="8812", symbol="BTCUSDT", side="BUY",
-    quantity=Decimal("0.004"), leverage=5, confidence=0.71, model_version=3, status="sent",
-    created_ms=1_748_217_660_000, updated_ms=1_748_217_660_005,
-)  # fmt: skip
+    client_id="slt-8812-entry-0",
+    signal_id="8812",
+    symbol="BTCUSDT",
+    side="BUY",
+    quantity=Decimal("0.004"),
+    leverage=5,
+    confidence=0.71,
+    model_version=3,
+    status="sent",
+    created_ms=1_748_217_660_000,
+    updated_ms=1_748_217_660_005,
+)
 ENTRY = TradeRecord(
-    trade_id="8812", is_virtual=True, symbol="ETHUSDT", side="SELL", quantity=Decimal("0.125"),
-    entry_price=Decimal("3456.78"), entry_ms=1_748_217_660_000, confidence=0.64, model_version=3,
-    feature_schema="0123456789abcdef", features=(0.5, float("nan"), -2.0),
-)  # fmt: skip
+    trade_id="8812",
+    is_virtual=True,
+    symbol="ETHUSDT",
+    side="SELL",
+    quantity=Decimal("0.125"),
+    entry_price=Decimal("3456.78"),
+    entry_ms=1_748_217_660_000,
+    confidence=0.64,
+    model_version=3,
+    feature_schema="0123456789abcdef",
+    features=(0.5, float("nan"), -2.0),
+)
 POSITION = PositionEntry(signal_id="8812", symbol="ETHUSDT", entry_ms=1_748_217_660_000)
 DECISION = PromotionDecision(
-    decided_ms=1_748_217_660_000, challenger_version=4, champion_version=None, is_promoted=True,
+    decided_ms=1_748_217_660_000,
+    challenger_version=4,
+    champion_version=None,
+    is_promoted=True,
     detail="first model",
-)  # fmt: skip
+)
 
 
 @pytest.mark.parametrize("record", [INTENT, POSITION, DECISION])
@@ -58,8 +77,9 @@ def test_the_kind_tag_selects_the_type() -> None:
 def test_an_unknown_kind_or_version_or_a_wrong_type_is_rejected_with_its_path() -> None:
     with pytest.raises(msgspec.ValidationError, match="Invalid value 'fill'"):
         decode_record(msgspec.msgpack.encode({"kind": "fill"}))
-    newer = msgspec.msgpack.encode({**msgspec.to_builtins(POSITION), "kind": "position_entry",
-                                    "v": SCHEMA_VERSION + 1})  # fmt: skip
+    newer = msgspec.msgpack.encode(
+        {**msgspec.to_builtins(POSITION), "kind": "position_entry", "v": SCHEMA_VERSION + 1}
+    )
     with pytest.raises(msgspec.ValidationError, match="schema version 2"):
         decode_record(newer)
     bad = {**msgspec.msgpack.decode(encode_record(POSITION)), "entry_ms": "soon"}
@@ -69,12 +89,20 @@ def test_an_unknown_kind_or_version_or_a_wrong_type_is_rejected_with_its_path() 
 
 def test_model_version_record_defaults_to_an_unsaved_candidate() -> None:
     meta = ModelVersionRecord(
-        created_ms=1, feature_schema="0123456789abcdef", sample_count=10, auc=0.6,
-        log_loss=0.68, hit_rate=0.55, params={"max_depth": 4},
+        created_ms=1,
+        feature_schema="0123456789abcdef",
+        sample_count=10,
+        auc=0.6,
+        log_loss=0.68,
+        hit_rate=0.55,
+        params={"max_depth": 4},
         label=LabelSpec(take_profit_pct=1.0, stop_loss_pct=0.5, horizon_bars=60),
-    )  # fmt: skip
+    )
     assert (meta.version, meta.status, meta.promoted_ms, meta.is_rolled_back) == (
-        0, "candidate", None, False,
-    )  # fmt: skip
+        0,
+        "candidate",
+        None,
+        False,
+    )
     with pytest.raises(AttributeError):
         meta.status = "champion"  # type: ignore[misc]
