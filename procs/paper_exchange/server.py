@@ -40,7 +40,8 @@ from procs.paper_exchange.market.replay import DataError
 from procs.paper_exchange.market.wire import leverage_bracket_body
 from procs.paper_exchange.state import STATE_VERSION, StateError, encode_state, save_state
 from procs.paper_exchange.web.auth import check_api_key
-from procs.paper_exchange.web.control import Faults, add_control_routes
+from procs.paper_exchange.web.control import add_control_routes
+from procs.paper_exchange.web.faults import Faults
 from procs.paper_exchange.web.public import PublicEndpoints, rate_limits_body
 from procs.paper_exchange.web.ratelimit import Limits, RateLimiter
 from procs.paper_exchange.web.rest import (
@@ -89,7 +90,11 @@ class Stats:
 
 
 class PaperExchange:
-    """The one object that owns the running exchange (see the module docstring)."""
+    """The one object that owns the running exchange (see the module docstring).
+
+    The web handlers see it as `web.host.ExchangeHost`, which it satisfies structurally; mypy
+    checks that where `build_app` hands it to them.
+    """
 
     def __init__(
         self,
@@ -337,7 +342,7 @@ def build_app(px: PaperExchange) -> web.Application:
     app = web.Application(middlewares=[binance_middleware], client_max_size=1 << 20)
     app[PX_KEY] = px
     register_rest_routes(app, px, px.public.routes(), px.signed_routes())
-    add_ws_routes(app, px)
+    add_ws_routes(app, px, px.hub)
     add_control_routes(app, px)
     return app
 

@@ -1,4 +1,4 @@
-"""The paper exchange's control API under `/_sim/...` and the fault switches it sets (`Faults`).
+"""The paper exchange's control API under `/_sim/...`; the fault switches it sets are `Faults`.
 
 Outside Binance's paths on purpose: no Binance client ever calls them, and faults never apply to
 them (a test must be able to switch a 503 fault off again). Each call needs the paper API key in
@@ -35,17 +35,15 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from procs.paper_exchange.errors import ApiError, invalid_value, missing_param
 from procs.paper_exchange.web.auth import check_api_key, decode_body, parse_params
+from procs.paper_exchange.web.host import ExchangeHost
 from procs.paper_exchange.web.rest import error_reply, json_reply
 from shared import log
-
-if TYPE_CHECKING:
-    from procs.paper_exchange.server import PaperExchange
 
 _log = log.get("paper_exchange")
 
@@ -53,49 +51,6 @@ MAX_LATENCY_MS = 60_000
 MAX_SPEED = 3600.0
 DEFAULT_FAIL_STATUS = 503
 DEFAULT_FAIL_S = 10.0
-
-
-class Faults:
-    """Fault switches read by the REST middleware and the WebSocket side (`ws_stalled`)."""
-
-    def __init__(self) -> None:
-        self.ws_stalled = False  # connections stay open, nothing is sent, pings go unanswered
-        self.http_error_until_real_ms = 0  # Binance REST paths fail until this wall time
-        self.http_error_status = 0  # the HTTP status they fail with
-        self.latency_ms = 0  # added before every Binance REST reply
-        self._drop: Callable[[], int] | None = None
-        self._expire: Callable[[int], list[str]] | None = None
-
-    def bind(self, drop: Callable[[], int], expire: Callable[[int], list[str]]) -> None:
-        """Connect the actions to the stream hub and the listenKeys (they are built after us)."""
-        self._drop = drop
-        self._expire = expire
-
-    def drop_all_ws(self) -> int:
-        """Abort every WebSocket connection; return how many were open."""
-        return self._drop() if self._drop is not None else 0
-
-    def expire_listen_keys(self, now_ms: int) -> list[str]:
-        """Expire every listenKey now; return the keys that expired."""
-        return self._expire(now_ms) if self._expire is not None else []
-
-    def http_error_now(self, real_ms: int) -> int | None:
-        """Return the HTTP status Binance paths fail with at `real_ms`, or None."""
-        if real_ms < self.http_error_until_real_ms:
-            return self.http_error_status
-        return None
-
-    def to_status(self, real_ms: int) -> dict[str, Any]:
-        """Return the switches for `GET /_sim/status`."""
-        failing = self.http_error_now(real_ms)
-        return {
-            "ws_stalled": self.ws_stalled,
-            "http_error_status": failing or 0,
-            "http_error_remaining_ms": max(0, self.http_error_until_real_ms - real_ms)
-            if failing
-            else 0,
-            "latency_ms": self.latency_ms,
-        }
 
 
 def _float_param(params: dict[str, str], name: str, default: float | None = None) -> float:
@@ -120,28 +75,28 @@ def _int_param(params: dict[str, str], name: str, default: int | None = None) ->
     return int(value)
 
 
-Action = Callable[["PaperExchange", dict[str, str]], dict[str, Any]]
+Action = Callable[[ExchangeHost, dict[str, str]], dict[str, Any]]
 
 
-def _ws_drop(px: PaperExchange, _params: dict[str, str]) -> dict[str, Any]:
+def _ws_drop(px: ExchangeHost, _params: dict[str, str]) -> dict[str, Any]:
     dropped = px.faults.drop_all_ws()
     _log.warning("fault_ws_dropped", connections=dropped)
     return {"dropped": dropped}
 
 
-def _ws_stall(px: PaperExchange, _params: dict[str, str]) -> dict[str, Any]:
+def _ws_stall(px: ExchangeHost, _params: dict[str, str]) -> dict[str, Any]:
     px.faults.ws_stalled = True
     _log.warning("fault_ws_stalled")
     return {}
 
 
-def _ws_unstall(px: PaperExchange, _params: dict[str, str]) -> dict[str, Any]:
+def _ws_unstall(px: ExchangeHost, _params: dict[str, str]) -> dict[str, Any]:
     px.faults.ws_stalled = False
     _log.info("fault_ws_unstalled")
     return {}
 
 
-def _http_fail(px: PaperExchange, params: dict[str, str]) -> dict[str, Any]:
+def _http_fail(px: ExchangeHost, params: dict[str, str]) -> dict[str, Any]:
     status = _int_param(params, "status", DEFAULT_FAIL_STATUS)
     seconds = _float_param(params, "seconds", DEFAULT_FAIL_S)
     if not 400 <= status <= 599:
@@ -154,35 +109,35 @@ def _http_fail(px: PaperExchange, params: dict[str, str]) -> dict[str, Any]:
     return {}
 
 
-def _http_ok(px: PaperExchange, _params: dict[str, str]) -> dict[str, Any]:
+def _http_ok(px: ExchangeHost, _params: dict[str, str]) -> dict[str, Any]:
     px.faults.http_error_until_real_ms = 0
     px.faults.http_error_status = 0
     _log.info("fault_http_ended")
     return {}
 
 
-def _listen_keys_expire(px: PaperExchange, _params: dict[str, str]) -> dict[str, Any]:
+def _listen_keys_expire(px: ExchangeHost, _params: dict[str, str]) -> dict[str, Any]:
     expired = px.faults.expire_listen_keys(px.now_ms())
     px.mark_dirty()
     _log.warning("fault_listen_keys_expired", keys=len(expired))
     return {"expired": len(expired)}
 
 
-def _clock_pause(px: PaperExchange, _params: dict[str, str]) -> dict[str, Any]:
+def _clock_pause(px: ExchangeHost, _params: dict[str, str]) -> dict[str, Any]:
     px.clock.pause(px.real_ms())
     px.mark_dirty()
     _log.info("clock_paused", sim_ms=px.now_ms())
     return {}
 
 
-def _clock_resume(px: PaperExchange, _params: dict[str, str]) -> dict[str, Any]:
+def _clock_resume(px: ExchangeHost, _params: dict[str, str]) -> dict[str, Any]:
     px.clock.resume(px.real_ms())
     px.mark_dirty()
     _log.info("clock_resumed", sim_ms=px.now_ms())
     return {}
 
 
-def _clock_jump(px: PaperExchange, params: dict[str, str]) -> dict[str, Any]:
+def _clock_jump(px: ExchangeHost, params: dict[str, str]) -> dict[str, Any]:
     delta_ms = _int_param(params, "ms")
     if delta_ms < 0:
         raise invalid_value("ms")
@@ -192,7 +147,7 @@ def _clock_jump(px: PaperExchange, params: dict[str, str]) -> dict[str, Any]:
     return {}
 
 
-def _clock_speed(px: PaperExchange, params: dict[str, str]) -> dict[str, Any]:
+def _clock_speed(px: ExchangeHost, params: dict[str, str]) -> dict[str, Any]:
     speed = _float_param(params, "value")
     if not 0 < speed <= MAX_SPEED:
         raise invalid_value("value")
@@ -202,7 +157,7 @@ def _clock_speed(px: PaperExchange, params: dict[str, str]) -> dict[str, Any]:
     return {}
 
 
-def _price(px: PaperExchange, params: dict[str, str]) -> dict[str, Any]:
+def _price(px: ExchangeHost, params: dict[str, str]) -> dict[str, Any]:
     symbol = params.get("symbol", "")
     if not symbol:
         raise missing_param("symbol")
@@ -226,7 +181,7 @@ def _price(px: PaperExchange, params: dict[str, str]) -> dict[str, Any]:
     return {"symbol": symbol, "price": None if override is None else str(override)}
 
 
-def _latency(px: PaperExchange, params: dict[str, str]) -> dict[str, Any]:
+def _latency(px: ExchangeHost, params: dict[str, str]) -> dict[str, Any]:
     latency_ms = _int_param(params, "ms")
     if not 0 <= latency_ms <= MAX_LATENCY_MS:
         raise invalid_value("ms")
@@ -235,7 +190,7 @@ def _latency(px: PaperExchange, params: dict[str, str]) -> dict[str, Any]:
     return {}
 
 
-def _status(_px: PaperExchange, _params: dict[str, str]) -> dict[str, Any]:
+def _status(_px: ExchangeHost, _params: dict[str, str]) -> dict[str, Any]:
     return {}
 
 
@@ -257,7 +212,7 @@ ACTIONS: dict[tuple[str, str], Action] = {
 
 
 def _handler(
-    px: PaperExchange, action: Action
+    px: ExchangeHost, action: Action
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         ip = request.remote or ""
@@ -275,7 +230,7 @@ def _handler(
     return handle
 
 
-def add_control_routes(app: web.Application, px: PaperExchange) -> None:
+def add_control_routes(app: web.Application, px: ExchangeHost) -> None:
     """Register the `/_sim/...` routes of the table above on `app`."""
     for (method, path), action in ACTIONS.items():
         app.router.add_route(method, path, _handler(px, action))

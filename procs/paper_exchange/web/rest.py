@@ -1,11 +1,11 @@
 """Binance's REST surface of the paper exchange: the middleware every Binance path passes, the
 public and signed route handlers, and the JSON replies (BINANCE-API.md §2, §3, §5).
 
-Owns no state: counters, faults and the exchange live on `PaperExchange` (server.py). The order
-of the middleware is Binance's as far as a client can see it: an HTTP fault or a rate-limit refusal
-answers before authentication; a signed route then checks the API key (-2014/-2015, HTTP 401),
-`timestamp`/`signature` presence (-1102), `recvWindow` (-1131), the timestamp window (-1021) and
-the HMAC (-1022), in that order (`auth.py`).
+Owns no state: counters, faults and the exchange live on `PaperExchange` (server.py), which the
+handlers see through `ExchangeHost` (host.py). The order of the middleware is Binance's as far as
+a client can see it: an HTTP fault or a rate-limit refusal answers before authentication; a signed
+route then checks the API key (-2014/-2015, HTTP 401), `timestamp`/`signature` presence (-1102),
+`recvWindow` (-1131), the timestamp window (-1021) and the HMAC (-1022), in that order (`auth.py`).
 
 Replies (§3.2, §3.3): always `Content-Type: application/json` with `X-MBX-USED-WEIGHT-1M`; order
 endpoints add `X-MBX-ORDER-COUNT-10S`/`-1M`; 429/418 add `Retry-After`. An `ApiError` becomes
@@ -26,21 +26,19 @@ import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from procs.paper_exchange.errors import ApiError
 from procs.paper_exchange.web.auth import authenticate_signed, decode_body, parse_params
+from procs.paper_exchange.web.host import ExchangeHost
 from procs.paper_exchange.web.ratelimit import Cost, request_cost
 from shared import log
 
-if TYPE_CHECKING:
-    from procs.paper_exchange.server import PaperExchange
-
 _log = log.get("paper_exchange")
 
-PX_KEY = web.AppKey("paper_exchange", object)  # the PaperExchange (typed via `exchange_of`)
+PX_KEY = web.AppKey("paper_exchange", object)  # the ExchangeHost (typed via `exchange_of`)
 
 # Binance's own spelling ("occured"); ccxt and others match some messages by text.
 UNKNOWN_ERROR = "An unknown error occured while processing the request."
@@ -79,8 +77,8 @@ class RawRequest:
 RAW_KEY = web.RequestKey("paper_raw", RawRequest)  # the request's parsed `RawRequest`
 
 
-def exchange_of(app: web.Application) -> PaperExchange:
-    """Return the PaperExchange stored on the app by `build_app`."""
+def exchange_of(app: web.Application) -> ExchangeHost:
+    """Return the exchange stored on the app by `build_app`."""
     return app[PX_KEY]  # type: ignore[return-value]
 
 
@@ -101,7 +99,7 @@ def error_reply(status: int, code: int, msg: str, retry_after_s: int | None = No
     return reply
 
 
-def _fault_reply(px: PaperExchange, status: int, ip: str, real_ms: int) -> web.Response:
+def _fault_reply(px: ExchangeHost, status: int, ip: str, real_ms: int) -> web.Response:
     remaining_s = max(1, -(-(px.faults.http_error_until_real_ms - real_ms) // 1000))
     if status == 429:
         msg = (
@@ -197,7 +195,7 @@ async def _call(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_reply(500, -1000, UNKNOWN_ERROR)
 
 
-def public_handler(px: PaperExchange, fn: EngineHandler) -> Handler:
+def public_handler(px: ExchangeHost, fn: EngineHandler) -> Handler:
     """Wrap a public (NONE security) endpoint: parameters in, JSON out, simulated time."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -207,7 +205,7 @@ def public_handler(px: PaperExchange, fn: EngineHandler) -> Handler:
     return handle
 
 
-def signed_handler(px: PaperExchange, fn: EngineHandler) -> Handler:
+def signed_handler(px: ExchangeHost, fn: EngineHandler) -> Handler:
     """Wrap a TRADE/USER_DATA endpoint: authenticate, catch the engine up, call, publish, save."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -240,7 +238,7 @@ def signed_handler(px: PaperExchange, fn: EngineHandler) -> Handler:
 
 def register_rest_routes(
     app: web.Application,
-    px: PaperExchange,
+    px: ExchangeHost,
     public: dict[tuple[str, str], EngineHandler],
     signed: dict[tuple[str, str], EngineHandler],
 ) -> None:

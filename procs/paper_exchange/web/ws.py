@@ -1,9 +1,10 @@
 """WebSocket side of the paper exchange: routes, stream fan-out, user-data stream, listenKey REST.
 
 Owned here (DESIGN.md "Server ↔ WebSocket interface"): `StreamHub` (`px.hub`), the listenKey
-endpoints `POST/PUT/DELETE /fapi/v1/listenKey`, and `add_ws_routes(app, px)`, which `build_app`
-calls. The server's step loop calls `hub.on_step(now_ms)` once per push interval and
-`hub.push_user_events(events, now_ms)` with the engine's user-data events.
+endpoints `POST/PUT/DELETE /fapi/v1/listenKey`, and `add_ws_routes(app, px, hub)`, which
+`build_app` calls; they see the exchange as an `ExchangeHost` (host.py). The server's step loop
+calls `hub.on_step(now_ms)` once per push interval and `hub.push_user_events(events, now_ms)` with
+the engine's user-data events.
 
 Routes (BINANCE-API.md §7.1, §6.2, §11 item 8), each on the REST port:
     /ws, /ws/<a>/<b>…, /stream?streams=<a>/<b>…                  legacy root: serves every category
@@ -25,13 +26,14 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import WSCloseCode, web
 
 from procs.paper_exchange.errors import ApiError
 from procs.paper_exchange.web.auth import decode_body, parse_params
 from procs.paper_exchange.web.feeds import MarketFeeds
+from procs.paper_exchange.web.host import ExchangeHost
 from procs.paper_exchange.web.streams import (
     Entry,
     Stream,
@@ -50,9 +52,6 @@ from procs.paper_exchange.web.userstream import (
 from procs.paper_exchange.web.wsconn import Connection
 from shared import log
 
-if TYPE_CHECKING:
-    from procs.paper_exchange.server import PaperExchange
-
 _log = log.get("paper_exchange")
 
 STATS_INTERVAL_S = 60.0  # real seconds between `ws_stats` summaries
@@ -63,7 +62,7 @@ MAX_MESSAGE_BYTES = 1 << 20  # largest incoming frame; a SUBSCRIBE of 1024 names
 class StreamHub:
     """Every open connection, the market feeds and the user-data fan-out."""
 
-    def __init__(self, px: PaperExchange) -> None:
+    def __init__(self, px: ExchangeHost) -> None:
         self._px = px
         self.connections: dict[int, Connection] = {}
         self.feeds = MarketFeeds(px.market, px.public.specs)
@@ -247,7 +246,7 @@ async def _listen_key_param(request: web.Request) -> str | None:
     return parse_params(query, decode_body(await request.read())).get("listenKey") or None
 
 
-def _listen_key_handlers(px: PaperExchange) -> tuple[Handler, Handler, Handler]:
+def _listen_key_handlers(px: ExchangeHost, hub: StreamHub) -> tuple[Handler, Handler, Handler]:
     """POST/PUT/DELETE /fapi/v1/listenKey: USER_STREAM security, API key only (§6.1).
 
     `px.check_api_key` and the -1125 reply raise ApiError; the server's middleware answers it.
@@ -275,15 +274,14 @@ def _listen_key_handlers(px: PaperExchange) -> tuple[Handler, Handler, Handler]:
         except UnknownListenKeyError:
             raise ApiError(400, UNKNOWN_KEY_CODE, UNKNOWN_KEY_MSG) from None
         px.mark_dirty()
-        px.hub.close_listen_key(key)
+        hub.close_listen_key(key)
         return web.json_response({})
 
     return post, put, delete
 
 
-def add_ws_routes(app: web.Application, px: PaperExchange) -> None:
-    """Register every WebSocket route and the listenKey endpoints on `app`; `px.hub` serves them."""
-    hub = px.hub
+def add_ws_routes(app: web.Application, px: ExchangeHost, hub: StreamHub) -> None:
+    """Register every WebSocket route and the listenKey endpoints on `app`; `hub` serves them."""
     prefixes: tuple[tuple[str, Entry], ...] = (
         ("", "root"),
         ("/public", "public"),
@@ -295,7 +293,7 @@ def add_ws_routes(app: web.Application, px: PaperExchange) -> None:
         app.router.add_get(f"{prefix}/ws", raw)
         app.router.add_get(prefix + "/ws/{streams:.+}", raw)
         app.router.add_get(f"{prefix}/stream", _connection_handler(hub, entry, is_combined=True))
-    post, put, delete = _listen_key_handlers(px)
+    post, put, delete = _listen_key_handlers(px, hub)
     app.router.add_post("/fapi/v1/listenKey", post)
     app.router.add_put("/fapi/v1/listenKey", put)
     app.router.add_delete("/fapi/v1/listenKey", delete)
