@@ -11,6 +11,7 @@ import datetime as dt
 import sys
 from typing import Any
 
+from procs.reporter.daily import make_report
 from procs.reporter.notify import Notifier
 from shared import log
 from shared.cache import Cache, redis_url
@@ -22,8 +23,6 @@ from shared.store.db import Database, DatabaseError, postgres_dsn
 
 
 async def _report(args: argparse.Namespace) -> int:
-    from procs.reporter.main import make_report
-
     cfg = load_config(args.mode)
     logger = log.get("slt")
     async with await Database.connect(postgres_dsn(cfg), cfg.postgres.command_timeout_s) as db:

@@ -1,1 +1,2 @@
-"""The daily report's figures, shared by the reporter and `slt report`."""
+"""The daily report, shared by the reporter and `slt report`: its figures (daily.py) and their
+text / HTML rendering (render.py)."""

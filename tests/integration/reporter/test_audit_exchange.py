@@ -13,7 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from procs.reporter.main import fetch_fills, fetch_income
+from procs.reporter.daily import fetch_fills, fetch_income
 from shared.exchange.rest import ExchangeClient
 from shared.report.daily import ledger_audit
 from shared.schemas.records import TradeRecord
