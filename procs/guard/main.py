@@ -89,7 +89,9 @@ class Sources:
                     continue
                 self.feed_last_ms = _mono_ms()
                 for mark in marks:
-                    await self.guard.on_mark(mark.symbol, Decimal(repr(mark.price)), mark.ts_ms)
+                    await self.guard.exits.on_mark(
+                        mark.symbol, Decimal(repr(mark.price)), mark.ts_ms
+                    )
 
     def _attach(self) -> None:
         if self.klines is None:
@@ -120,15 +122,15 @@ class Sources:
     async def _shm_marks(self, refresh_trends: bool) -> None:
         if self.klines is None:
             return
-        symbols = [s for s in self.guard.holdings if s in self.klines.symbols]
+        symbols = [s for s in self.guard.book.holdings if s in self.klines.symbols]
         try:
             for s in symbols:
                 mark = self.klines.mark(s)
                 if mark is not None:
-                    await self.guard.on_mark(s, Decimal(repr(mark.price)), mark.time_ms)
+                    await self.guard.exits.on_mark(s, Decimal(repr(mark.price)), mark.time_ms)
             if refresh_trends:
                 bars = self.cfg.exits.counter_trend_slow_bars * 2
-                self.guard.update_trends(
+                self.guard.exits.update_trends(
                     {s: self.klines.window(s, bars)[:, KlineColumn.CLOSE] for s in symbols}
                 )
         except ShmError as e:
@@ -146,17 +148,17 @@ class Sources:
             await self._shm_marks(refresh_trends=now_s >= next_trend_s)
             if now_s >= next_trend_s:
                 next_trend_s = now_s + TREND_REFRESH_S
-            for symbol in list(self.guard.holdings):
-                await self.guard.evaluate(symbol)  # time stops fire without a new mark
+            for symbol in list(self.guard.book.holdings):
+                await self.guard.exits.evaluate(symbol)  # time stops fire without a new mark
             live = Liveness(
                 now_ms=_mono_ms(),
                 started_ms=self.started_ms,
                 feed_last_ms=self.feed_last_ms,
                 trader_last_ms=self.trader_last_ms,
-                mark_last_ms=self.guard.mark_fresh_mono_ms,
-                has_positions=bool(self.guard.holdings),
+                mark_last_ms=self.guard.exits.mark_fresh_mono_ms,
+                has_positions=bool(self.guard.book.holdings),
             )
-            await self.guard.apply_silence(silence_decision(live, g, self.cfg.dms))
+            await self.guard.safety.apply_silence(silence_decision(live, g, self.cfg.dms))
             await self._check_watchdog(live.now_ms)
 
     async def _check_watchdog(self, now_ms: int) -> None:
@@ -176,16 +178,16 @@ class Sources:
         """While in REST mode: marks of the open positions over REST (weight 1 each)."""
         while True:
             await asyncio.sleep(self.cfg.guard.rest_poll_interval_s)
-            if not self.guard.is_rest_mode:
+            if not self.guard.safety.is_rest_mode:
                 continue
-            for symbol in list(self.guard.holdings):
+            for symbol in list(self.guard.book.holdings):
                 try:
                     marks = await self.guard.client.mark_prices(symbol)
                 except ExchangeError as e:
                     self.log.warning("rest_mark_failed", symbol=symbol, error=str(e)[:200])
                     continue
                 for m in marks:
-                    await self.guard.on_mark(m.symbol, m.mark_price, m.time_ms)
+                    await self.guard.exits.on_mark(m.symbol, m.mark_price, m.time_ms)
 
 
 RECONCILE_WEIGHT = 50  # positionRisk 5 + openAlgoOrders (all symbols) 40 + account 5
@@ -217,11 +219,11 @@ async def reconcile_loop(guard: Guard, cfg: Config, logger: log.EventLogger) -> 
         margins = {p.symbol: p.initial_margin_usdt for p in account.positions} if account else {}
         await guard.reconcile(margins=margins)
         if account is not None:
-            await guard.check_equity(account.margin_balance_usdt)
+            await guard.safety.check_equity(account.margin_balance_usdt)
         interval = cfg.guard.reconcile_interval_s
-        await asyncio.sleep(
-            min(interval, 2 * cfg.guard.rest_poll_interval_s) if guard.is_rest_mode else interval
-        )
+        if guard.safety.is_rest_mode:
+            interval = min(interval, 2 * cfg.guard.rest_poll_interval_s)
+        await asyncio.sleep(interval)
 
 
 async def user_events(
@@ -261,7 +263,7 @@ async def user_events(
                     f"{m.unrealized_pnl}; liquidation is near",
                     m.symbol,
                 )
-                await guard.on_mark(m.symbol, m.mark_price, event.event_time_ms)
+                await guard.exits.on_mark(m.symbol, m.mark_price, event.event_time_ms)
                 pending.add(m.symbol)
         wake.set()
 
@@ -285,10 +287,10 @@ async def log_stats(guard: Guard, sources: Sources, logger: log.EventLogger) -> 
         now = _mono_ms()
         logger.info(
             "guard_stats",
-            positions=len(guard.holdings),
-            rest_mode=guard.is_rest_mode,
-            halted=guard.halt.is_halted,
-            halt_reason=guard.halt.reason or None,
+            positions=len(guard.book.holdings),
+            rest_mode=guard.safety.is_rest_mode,
+            halted=guard.safety.halt.is_halted,
+            halt_reason=guard.safety.halt.reason or None,
             feed_age_s=round((now - (sources.feed_last_ms or sources.started_ms)) / 1000, 1),
             **guard.stats,
         )
@@ -310,17 +312,18 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, stop: async
             specs = await load_specs(
                 client, logger, on_wait=lambda: guard_progress.update(reconcile=time.monotonic_ns())
             )  # an outage is degraded mode, not a hang
-            guard = Guard(cfg, client, specs, Path(cfg.run.dir), logger, alerter)
-            guard.cache, guard.progress = cache, guard_progress
-            await guard.mirror_halt()
+            guard = Guard(
+                cfg, client, specs, Path(cfg.run.dir), logger, alerter, cache, guard_progress
+            )
+            await guard.safety.mirror_halt()
             warn_weight_budget(cfg, logger)
             await guard.reconcile()  # before anything else (rule 18)
             logger.info(
                 "guard_started",
                 instance=instance,
-                positions=len(guard.holdings),
-                halted=guard.halt.is_halted,
-                halt_reason=guard.halt.reason or None,
+                positions=len(guard.book.holdings),
+                halted=guard.safety.halt.is_halted,
+                halt_reason=guard.safety.halt.reason or None,
             )
             sources = Sources(guard, instance, cfg, logger)
             stream = UserDataStream(

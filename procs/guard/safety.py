@@ -1,24 +1,29 @@
-"""The guard's safety layer: the kill switch, the silence policy (dead-man's switch) and the halt
-flag, as a base class of `procs.guard.state.Guard`, which provides the attributes declared here.
+"""The guard's safety policy: the kill switch, the silence policy (dead-man's switch), the halt
+flag and the flatten.
 
-Decisions come from shared/core (risk.kill_switch_trip, silence.silence_decision); the flatten
-itself is shared/protect.flatten, run under the guard's lock so no exit or reconcile interleaves.
+`Safety` owns the halt flag (`<run.dir>/guard/halt.json`, mirrored in Redis), the equity watch
+and the REST-mode flag. Decisions come from procs/guard/logic (risk.kill_switch_trip,
+silence.silence_decision); the flatten itself is procs/guard/protect.flatten, run under the lock
+the guard's parts share (procs/guard/state.py), so no exit or reconcile interleaves. While it runs,
+`Book.is_flattening` holds the exit rules back; after it, the `reconcile` callable it is given
+(the guard's full reconcile, `ExitRunner.reconcile`) reads exchange truth again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 
 from procs.guard import protect
+from procs.guard.book import Book
 from procs.guard.logic.risk import EquityWatch, kill_switch_trip, watch_equity
 from procs.guard.logic.silence import SilenceDecision
 from shared import log
 from shared.cache import Cache, CacheUnavailableError
 from shared.config import Config
-from shared.core import exits as ex
 from shared.exchange.rest import ExchangeClient
 from shared.schemas import binance as b
 from shared.schemas import guard as g
@@ -31,29 +36,29 @@ def _now_ms() -> int:
 
 
 class Safety:
-    """Kill switch, silence policy and halt flag of the guard."""
+    """Kill switch, silence policy, halt flag and flatten of the guard."""
 
-    cfg: Config
-    client: ExchangeClient
-    specs: dict[str, b.SymbolSpec]
-    log: log.EventLogger
-    alerter: Alerter
-    cache: Cache | None
-    lock: asyncio.Lock
-    holdings: dict[str, ex.Holding]
-    halt_path: Path
-    halt: g.HaltState
-    equity: EquityWatch | None
-    is_flattening: bool
-    is_rest_mode: bool
-    stats: dict[str, int]
-
-    async def reconcile(
-        self, symbol: str | None = None, margins: dict[str, Decimal] | None = None
+    def __init__(
+        self,
+        *,
+        cfg: Config,
+        client: ExchangeClient,
+        specs: dict[str, b.SymbolSpec],
+        book: Book,
+        lock: asyncio.Lock,
+        logger: log.EventLogger,
+        alerter: Alerter,
+        cache: Cache | None,
+        stats: dict[str, int],
+        halt_path: Path,
+        reconcile: Callable[[], Awaitable[None]],
     ) -> None:
-        raise NotImplementedError
-
-    # ---- kill switch, silence, halt -----------------------------------------------------------
+        self.cfg, self.client, self.specs, self.book = cfg, client, specs, book
+        self.lock, self.log, self.alerter, self.cache = lock, logger, alerter, cache
+        self.stats, self.halt_path, self.reconcile = stats, halt_path, reconcile
+        self.halt: g.HaltState = haltfile.load_halt(halt_path)
+        self.equity: EquityWatch | None = None
+        self.is_rest_mode = False
 
     async def check_equity(self, equity: Decimal) -> None:
         """Track peak and daily equity; trip the kill switch (flatten, halt) when a limit is hit."""
@@ -76,6 +81,7 @@ class Safety:
         await self.mirror_halt()
 
     async def mirror_halt(self) -> None:
+        """Write the halt flag to its Redis mirror; an unavailable Redis is skipped."""
         if self.cache is None:
             return
         try:
@@ -98,7 +104,7 @@ class Safety:
             await self.set_halt("trader_silent")
         elif not decision.halt_entries and self.halt.reason == "trader_silent":
             await self.set_halt("")
-        if decision.flatten_reason and not self.is_flattening and self.holdings:
+        if decision.flatten_reason and not self.book.is_flattening and self.book.holdings:
             await self.set_halt(decision.flatten_reason)
             await self.alerter.send(
                 decision.flatten_reason, f"dead-man's switch: {decision.detail}"
@@ -106,12 +112,13 @@ class Safety:
             await self.flatten(decision.flatten_reason)
 
     async def flatten(self, reason: str) -> bool:
-        """Flatten every position (shared/protect.flatten) under the lock; return True when flat."""
-        self.is_flattening = True
+        """Flatten every position (procs/guard/protect.flatten) under the lock, then reconcile;
+        return True when flat."""
+        self.book.is_flattening = True
         self.stats["flattens"] += 1
         episode = f"F{_now_ms()}"
         self.log.warning(
-            "flatten_triggered", reason=reason, episode=episode, positions=len(self.holdings)
+            "flatten_triggered", reason=reason, episode=episode, positions=len(self.book.holdings)
         )
         try:
             async with self.lock:
@@ -124,7 +131,7 @@ class Safety:
                     self.log,
                 )
         finally:
-            self.is_flattening = False
+            self.book.is_flattening = False
         if not is_flat:
             await self.alerter.send(
                 "flatten_incomplete", f"positions remain after {reason}; stops stay"

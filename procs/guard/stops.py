@@ -1,0 +1,299 @@
+"""The guard's stop keeping: exchange truth in, a resting protective stop per position out.
+
+`StopKeeper` reads the positions and resting algo orders over REST, records each position in the
+shared `Book` with its Plan (the trader's ExitPlan from Redis, or the default plan for a position
+it did not open: adopted, then alerted), its Track and its signal id, and makes the resting stops
+match (shared/core/reconcile.plan_stops, performed by procs/guard/protect.py). A stop that would
+trigger at once (-2021) is not closed here: `reconcile` and `protect_fill` return those symbols
+and `ExitRunner.reconcile` (procs/guard/exits.py) closes them.
+
+Every exchange mutation runs under the lock the guard's parts share (procs/guard/state.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from decimal import Decimal
+
+import msgspec
+
+from procs.guard import protect
+from procs.guard.book import Book, closing_side
+from shared import log
+from shared.cache import Cache, CacheUnavailableError
+from shared.config import Config
+from shared.core import exits as ex
+from shared.core.ids import is_ours
+from shared.core.reconcile import RestingStop, StopPlan, WantedStop, plan_stops, stop_signal_of
+from shared.exchange.errors import ExchangeError
+from shared.exchange.rest import ExchangeClient
+from shared.schemas import binance as b
+from shared.schemas import guard as g
+from shared.store.alerts import Alerter
+
+
+class StopKeeper:
+    """Reconcile the Book with the exchange and keep a protective stop resting per position."""
+
+    def __init__(
+        self,
+        *,
+        cfg: Config,
+        client: ExchangeClient,
+        specs: dict[str, b.SymbolSpec],
+        book: Book,
+        lock: asyncio.Lock,
+        logger: log.EventLogger,
+        alerter: Alerter,
+        cache: Cache | None,
+        stats: dict[str, int],
+        progress: dict[str, int],
+    ) -> None:
+        self.cfg, self.client, self.specs, self.book = cfg, client, specs, book
+        self.lock, self.log, self.alerter, self.cache = lock, logger, alerter, cache
+        self.stats, self.progress = stats, progress
+
+    async def reconcile(
+        self, symbol: str | None = None, margins: dict[str, Decimal] | None = None
+    ) -> list[str]:
+        """Read exchange truth (one symbol or all), adopt and plan what is new, and make the
+        resting stops match; return the symbols whose stop would trigger at once (-2021), for
+        the caller to close. Exchange errors are logged; the next reconcile retries."""
+        async with self.lock:
+            # Progress = the loop got an answer, good or bad: an exchange outage is degraded mode
+            # with alerts, not a reason for the watchdog to restart the guard (rule 5).
+            try:
+                trigger_now = await self._reconcile(symbol, margins or {})
+            except ExchangeError as e:
+                self.stats["errors"] += 1
+                self.log.warning("reconcile_failed", symbol=symbol or "all", error=str(e)[:300])
+                return []
+            finally:
+                self.progress["reconcile"] = time.monotonic_ns()
+        self.stats["reconciles"] += 1
+        return trigger_now
+
+    async def protect_fill(
+        self, symbol: str, amount: Decimal, entry_price: Decimal, event_ms: int
+    ) -> list[str]:
+        """A user-data position change: protect a new (or reversed) position at once from the
+        event, before the REST reconcile that follows (one round trip to a resting stop instead
+        of four). Safe against a stale local view: the stop's client id is deterministic, so a
+        stop that already rests is refused as a duplicate, and the reconcile corrects the rest.
+        Return the symbols whose stop would trigger at once (-2021): the caller reconciles them
+        from exchange truth first, then closes them."""
+        book = self.book
+        known = book.holdings.get(symbol)
+        if amount == 0 or symbol not in self.specs or entry_price <= 0:
+            return []
+        if known is not None and (known.quantity > 0) == (amount > 0) and symbol in book.stops:
+            return []  # already protected; a closePosition stop covers any added quantity
+        async with self.lock:
+            holding = ex.Holding(
+                symbol=symbol,
+                quantity=amount,
+                entry_price=entry_price,
+                leverage=1,
+                liquidation_price=Decimal(0),
+                opened_ms=event_ms,
+            )
+            book.holdings[symbol] = holding
+            resting = book.resting.get(symbol, [])
+            book.plans.pop(symbol, None)
+            self._adopt(symbol, holding, (await self._load_plans()).get(symbol), resting)
+            wanted = {
+                symbol: WantedStop(
+                    symbol=symbol,
+                    side=closing_side(amount),
+                    trigger_price=book.tracks[symbol].stop_price,
+                    signal_id=book.signals[symbol],
+                )
+            }
+            stop_plan = plan_stops({symbol: amount}, wanted, resting)
+            trigger_now = await self._apply(stop_plan, wanted, list(resting), [symbol])
+            self.progress["order"] = time.monotonic_ns()
+        return trigger_now
+
+    async def _load_plans(self) -> dict[str, g.ExitPlan]:
+        if self.cache is None:
+            return {}
+        try:
+            raw = await self.cache.get_fields(self.cache.keys.exit_plans())
+        except CacheUnavailableError:
+            return {}
+        plans = {}
+        for symbol, value in raw.items():
+            try:
+                plans[symbol] = g.decode_plan(value)
+            except msgspec.DecodeError as e:
+                self.log.warning("exit_plan_invalid", symbol=symbol, error=str(e)[:200])
+        return plans
+
+    def _holding(self, p: b.Position, margin: Decimal) -> ex.Holding:
+        known = self.book.holdings.get(p.symbol)
+        same = known is not None and (known.quantity > 0) == (p.amount > 0)
+        notional = abs(p.amount) * p.entry_price
+        leverage = max(1, int(notional / margin)) if margin > 0 else 1
+        return ex.Holding(
+            symbol=p.symbol,
+            quantity=p.amount,
+            entry_price=p.entry_price,
+            leverage=leverage,
+            liquidation_price=p.liquidation_price,
+            opened_ms=known.opened_ms if same and known else p.update_time_ms,
+            isolated_margin=margin,
+        )
+
+    async def _reconcile(self, symbol: str | None, margins: dict[str, Decimal]) -> list[str]:
+        book = self.book
+        # Stops are algo orders; regular orders matter only to a flatten (which fetches them).
+        truth = await protect.fetch_truth(self.client, symbol, with_orders=False)
+        scope = [symbol] if symbol else sorted(set(truth.positions) | set(book.holdings))
+        plans = (
+            await self._load_plans() if any(s not in book.plans for s in truth.positions) else {}
+        )
+        resting = protect.resting_stops(truth.algo_orders)
+        for s in scope:
+            p = truth.positions.get(s)
+            if p is None or s not in self.specs:
+                if s in book.holdings:
+                    self.log.info("position_gone", symbol=s)
+                for d in (book.holdings, book.plans, book.tracks, book.signals, book.exits_sent):
+                    d.pop(s, None)
+                if p is not None:
+                    await self.alerter.send(
+                        "unknown_symbol", f"position in {s}, a symbol without spec", s
+                    )
+                continue
+            known = book.holdings.get(s)
+            holding = self._holding(
+                p, margins.get(s, Decimal(0)) or (known.isolated_margin if known else Decimal(0))
+            )
+            flipped = known is not None and (known.quantity > 0) != (p.amount > 0)
+            book.holdings[s] = holding
+            if s in book.plans and not flipped:
+                continue
+            self._adopt(s, holding, plans.get(s), resting)
+        wanted = {
+            s: WantedStop(
+                symbol=s,
+                side=closing_side(book.holdings[s].quantity),
+                trigger_price=book.tracks[s].stop_price,
+                signal_id=book.signals[s],
+            )
+            for s in scope
+            if s in book.holdings
+        }
+        amounts = {s: truth.positions[s].amount for s in scope if s in truth.positions}
+        stop_plan = plan_stops(amounts, wanted, [r for r in resting if r.symbol in scope])
+        return await self._apply(
+            stop_plan, wanted, [r for r in resting if r.symbol in scope], scope
+        )
+
+    async def _apply(
+        self,
+        stop_plan: StopPlan,
+        wanted: dict[str, WantedStop],
+        resting: list[RestingStop],
+        scope: list[str],
+    ) -> list[str]:
+        """Perform a stop plan and record what rests now; return the symbols to close at once."""
+        book = self.book
+        outcome = await protect.apply_stop_plan(
+            self.client, stop_plan, self.cfg.guard.stop_working_type, self.log
+        )
+        self.stats["stops_placed"] += len(outcome.placed)
+        for s in scope:
+            book.resting[s] = [
+                r for r in resting if r.symbol == s and r.client_algo_id not in outcome.cancelled
+            ]
+        for r in resting:
+            if r.symbol in wanted and r.trigger_price == wanted[r.symbol].trigger_price:
+                book.stops[r.symbol] = r.trigger_price
+        for placed in outcome.placed:
+            book.stops[placed.symbol] = placed.trigger_price
+            book.resting.setdefault(placed.symbol, []).append(
+                RestingStop(
+                    symbol=placed.symbol,
+                    client_algo_id=placed.client_algo_id,
+                    side=placed.side,
+                    order_type="STOP_MARKET",
+                    trigger_price=placed.trigger_price,
+                    is_close_position=True,
+                )
+            )
+        for s in [s for s in book.stops if s not in book.holdings]:
+            del book.stops[s]
+        for s, error in outcome.failed.items():
+            await self.alerter.send("stop_missing", f"no protective stop for {s}: {error[:200]}", s)
+        return outcome.trigger_now
+
+    def _adopt(
+        self,
+        s: str,
+        holding: ex.Holding,
+        plan: g.ExitPlan | None,
+        resting: list[RestingStop],
+    ) -> None:
+        book = self.book
+        spec = self.specs[s]
+        is_long = holding.quantity > 0
+        if plan is not None and (plan.side == "BUY") == is_long:
+            book.plans[s] = ex.Plan(
+                stop_price=plan.stop_price,
+                take_profit_price=plan.take_profit_price,
+                invalidation_price=plan.invalidation_price,
+            )
+            book.signals[s] = plan.signal_id
+            self.log.info(
+                "position_protected",
+                symbol=s,
+                qty=holding.quantity,
+                entry=holding.entry_price,
+                stop=plan.stop_price,
+                source="trader_plan",
+            )
+        else:
+            book.plans[s] = ex.default_plan(holding, self.cfg.exits, spec.tick_size)
+            book.signals[s] = stop_signal_of(resting, s) or f"{s}_{holding.opened_ms}"
+            self.stats["adopted"] += 1
+            self.log.info(
+                "position_adopted",
+                symbol=s,
+                qty=holding.quantity,
+                entry=holding.entry_price,
+                stop=book.plans[s].stop_price,
+                take_profit=book.plans[s].take_profit_price,
+            )
+            task = asyncio.get_running_loop().create_task(
+                self.alerter.send(
+                    "position_adopted",
+                    f"{s} {holding.quantity} @ {holding.entry_price} had no plan; "
+                    f"default stop {book.plans[s].stop_price}",
+                    s,
+                )
+            )
+            task.add_done_callback(lambda _t: None)
+        track = ex.new_track(holding, book.plans[s])
+        # After a restart the resting stop may have trailed tighter than the plan: keep it, a
+        # restart must never loosen protection.
+        side = closing_side(holding.quantity)
+        for r in resting:
+            if (
+                r.symbol == s
+                and r.is_close_position
+                and r.side == side
+                and r.order_type == "STOP_MARKET"
+                and is_ours(r.client_algo_id)
+            ):
+                tighter = (
+                    r.trigger_price > track.stop_price
+                    if is_long
+                    else (r.trigger_price < track.stop_price)
+                )
+                if tighter:
+                    track = dataclasses.replace(track, stop_price=r.trigger_price)
+        book.tracks[s] = track
+        book.exits_sent[s] = 0
