@@ -40,6 +40,7 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
+from procs.feed.health import FeedCounters, Warnings
 from procs.feed.logic.state import (
     INTERVAL,
     AccountState,
@@ -55,7 +56,7 @@ from procs.feed.tasks import backfill_klines, flush_cache, poll_rest, publish_he
 from shared import log
 from shared.bus import Publisher, bus_endpoint
 from shared.cache import Cache, redis_url
-from shared.config import Config
+from shared.config import MAX_KLINES_PER_REQUEST, Config
 from shared.exchange.frames import Gap, StreamMessage
 from shared.exchange.inbox import StreamItem
 from shared.exchange.rest import ExchangeClient
@@ -90,25 +91,10 @@ class Feed:
         self.kline_topics = {s: bus.kline_topic(INTERVAL, s) for s in cfg.feed.symbols}
         self.account_lock = asyncio.Lock()  # a resync and the user events it covers never overlap
         self.progress: dict[str, int] = {}  # heartbeat progress: name -> CLOCK_MONOTONIC ns
-        self.pool: StreamPool | None = None
-        self.user: UserDataStream | None = None
-        self.backfills = self.rest_fallbacks = self.backfill_failures = 0
-        self.bad_messages = self.redis_failures = 0
-        self.is_redis_down = False
-        self._warn = {
-            k: log.Throttle(cfg.feed.warning_interval_s)
-            for k in ("bad", "redis", "backfill", "event")
-        }
-
-    def warn(self, kind: str, event: str, **fields: object) -> None:
-        """Log a warning at most once per `warning_interval_s` per kind (with the count held)."""
-        should_log, suppressed = self._warn[kind].allow(time.monotonic())
-        if should_log:
-            self.log.warning(event, suppressed=suppressed, **fields)
-
-    def warning_cleared(self, kind: str) -> None:
-        """The condition behind `kind` cleared: its next warning is logged at once."""
-        self._warn[kind].reset()
+        self.counters = FeedCounters()  # feed_stats; flush_cache and backfill_klines count too
+        self.warnings = Warnings(
+            logger, cfg.feed.warning_interval_s, ("bad", "redis", "backfill", "event")
+        )
 
     # ---- publishing --------------------------------------------------------------------------
 
@@ -137,6 +123,22 @@ class Feed:
         self.progress["kline"] = time.monotonic_ns()
         return True
 
+    async def backfill(self, symbol: str, reason: str, page: int = MAX_KLINES_PER_REQUEST) -> bool:
+        """Store `symbol`'s missing closed bars over REST (`procs.feed.tasks.backfill_klines`);
+        False (warned, counted) when REST failed."""
+        return await backfill_klines(
+            self.client,
+            self.writer,
+            self.store_kline,
+            self.counters,
+            self.warnings,
+            self.log,
+            symbol,
+            reason,
+            backfill_bars=self.cfg.feed.backfill_bars,
+            page=page,
+        )
+
     def decode(self, item: StreamMessage) -> b.StreamEvent | b.MarketEvent | None:
         """Return the message's event (decoded by the frame check, or now); None (counted,
         logged rate-limited) when malformed."""
@@ -156,15 +158,15 @@ class Feed:
     def bad(self, stream: str, reason: str, data: bytes = b"") -> None:
         """Count and log (rate-limited, with the first 200 bytes of `data` when given) a
         malformed message, or a malformed part of one."""
-        self.bad_messages += 1
+        self.counters.bad_messages += 1
         head = {"head": data[:BAD_FRAME_HEAD_BYTES].decode("utf-8", "replace")} if data else {}
-        self.warn(
+        self.warnings.warn(
             "bad",
             "bad_message",
             stream=stream,
             reason=reason[:200],
             **head,
-            total=self.bad_messages,
+            total=self.counters.bad_messages,
         )
 
     # ---- handlers ----------------------------------------------------------------------------
@@ -176,7 +178,7 @@ class Feed:
                 return
             wanted = {stream.split("@", 1)[0].upper() for stream in item.streams}
             for symbol in (s for s in self.cfg.feed.symbols if s in wanted):
-                await backfill_klines(self, symbol, "reconnect")
+                await self.backfill(symbol, "reconnect")
             return
         event = item.event if item.event is not None else self.decode(item)
         if isinstance(event, b.MarkTicks):
@@ -198,8 +200,8 @@ class Feed:
                 return
             last = self.writer.last_open_time_ms(k.symbol)
             if has_hole(last, k.open_time_ms) and not self.cfg.feed.disable_rest_fallback:
-                self.rest_fallbacks += 1
-                if not await backfill_klines(self, k.symbol, "hole"):
+                self.counters.rest_fallbacks += 1
+                if not await self.backfill(k.symbol, "hole"):
                     return  # never store past a hole; the next closed bar retries
             self.store_kline(k)
 
@@ -284,7 +286,7 @@ class Feed:
 async def consume(
     get: Callable[[], Awaitable[StreamItem]],
     handle: Callable[[StreamItem], Awaitable[None]],
-    feed: Feed,
+    warnings: Warnings,
 ) -> None:
     """Hand every item of a stream to `handle`; a failing item is logged and skipped."""
     while True:
@@ -292,7 +294,7 @@ async def consume(
         try:
             await handle(item)
         except Exception as e:  # top of the loop: nothing an event contains may end the feed
-            feed.warn("event", "event_failed", handler=handle.__name__, error=repr(e)[:200])
+            warnings.warn("event", "event_failed", handler=handle.__name__, error=repr(e)[:200])
 
 
 async def serve(cfg: Config, instance: str, logger: log.EventLogger, _stop: asyncio.Event) -> None:
@@ -306,6 +308,7 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, _stop: asyn
         writer = KlineWriter.open(instance, f.symbols, f.window_bars)
         heartbeat = HeartbeatWriter(instance, PROCESS)
         tasks: list[asyncio.Task[None]] = []
+        connections: list[StreamPool | UserDataStream] = []  # feed_stats sums their counters
         try:
             with Publisher(f.bus_endpoint or bus_endpoint(instance, PROCESS), PROCESS) as pub:
                 feed = Feed(cfg, client, writer, pub, logger)
@@ -323,8 +326,12 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, _stop: asyn
                             heartbeat, f.heartbeat_interval_s, lambda: dict(feed.progress)
                         )
                     ),
-                    spawn(publish_heartbeats(feed, cache, PROCESS)),
-                    spawn(flush_cache(feed, cache)),
+                    spawn(
+                        publish_heartbeats(
+                            pub, cache, PROCESS, feed.counters, connections, logger, f
+                        )
+                    ),
+                    spawn(flush_cache(feed.mirror, cache, feed.counters, feed.warnings, logger, f)),
                 ]
                 names = [f"{s.lower()}@kline_1m" for s in f.symbols]
                 if f.mark_stream == "all":
@@ -333,27 +340,31 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, _stop: asyn
                     names += [f"{s.lower()}@markPrice@1s" for s in f.symbols]
                 # Streams first, then the backfill: a bar closing in between is in the queue.
                 async with contextlib.AsyncExitStack() as market:
+                    pool: StreamPool | None = None
                     if not f.disable_websocket:
                         pool = StreamPool(
                             cfg.exchange.ws_url, names, cfg.streams, drops_open_klines=True
                         )  # only closed bars are kept
-                        feed.pool = await market.enter_async_context(pool)
+                        await market.enter_async_context(pool)
+                        connections.append(pool)
                     for symbol in f.symbols:
-                        await backfill_klines(feed, symbol, "start")
-                    if feed.pool is not None:  # consumed only after the start backfill
-                        tasks.append(spawn(consume(feed.pool.get, feed.on_market, feed)))
+                        await feed.backfill(symbol, "start")
+                    if pool is not None:  # consumed only after the start backfill
+                        tasks.append(spawn(consume(pool.get, feed.on_market, feed.warnings)))
                     else:
                         logger.info("feed_polling_rest", interval_s=f.rest_poll_interval_s)
-                        tasks.append(spawn(poll_rest(feed)))
-                    feed.user = UserDataStream(
+                        poll = poll_rest(client, f, feed.store_mark, feed.backfill, feed.warnings)
+                        tasks.append(spawn(poll))
+                    user = UserDataStream(
                         cfg.exchange.ws_url,
                         client.listen_key_create,
                         client.listen_key_keepalive,
                         feed.resync,
                         cfg.streams,
                     )
-                    async with feed.user:
-                        tasks.append(spawn(consume(feed.user.get, feed.on_user, feed)))
+                    connections.append(user)
+                    async with user:
+                        tasks.append(spawn(consume(user.get, feed.on_user, feed.warnings)))
                         await wait_tasks(tasks)
         finally:
             await cancel_tasks(tasks)

@@ -243,7 +243,8 @@ def test_feed_survives_100k_fuzzed_frames_counts_each_bad_once_and_stores_only_v
 
     def counters() -> tuple[int, int, int]:  # (bad, handled by the connection, bad in the feed)
         handled = conn.messages + conn.duplicates + conn.open_klines_dropped
-        return conn.bad_messages + feed.bad_messages, handled + conn.bad_messages, feed.bad_messages
+        own = feed.counters.bad_messages
+        return conn.bad_messages + own, handled + conn.bad_messages, own
 
     async def run() -> dict[str, int]:
         bad_by_verdict = {VALID: 0, BAD: 0, MAYBE: 0}
@@ -268,7 +269,7 @@ def test_feed_survives_100k_fuzzed_frames_counts_each_bad_once_and_stores_only_v
     assert bad_by_verdict[VALID] == 0
     assert 0 < bad_by_verdict[MAYBE] <= sum(1 for kind, _ in frames if VERDICT[kind] == MAYBE)
     assert counters()[0] == expected_bad + bad_by_verdict[MAYBE]
-    assert conn.open_klines_dropped > 0 and conn.duplicates > 0 and feed.bad_messages > 0
+    assert conn.open_klines_dropped > 0 and conn.duplicates > 0 and feed.counters.bad_messages > 0
 
     reader = KlineReader(instance)
     try:

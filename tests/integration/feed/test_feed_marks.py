@@ -80,7 +80,7 @@ def test_a_mark_array_becomes_one_marks_message_of_our_symbols(
     assert first.marks[0].funding_rate == 0.00038167  # the real payload's other fields
     assert first.marks[0].next_funding_time_ms == 1562306400000
     # The array with a kline in it, the two bad prices of one array, the zero-priced frame.
-    assert (feed.bad_messages, conn.bad_messages) == (4, 0)
+    assert (feed.counters.bad_messages, conn.bad_messages) == (4, 0)
 
     reader = KlineReader(instance)
     try:
