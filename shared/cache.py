@@ -74,6 +74,13 @@ class Keys:
         """The guard's halt flag mirror (msgpack bus.HaltState); the file in run/ is the truth."""
         return f"{self.prefix}:guard:halt"
 
+    def guard_lease(self) -> str:
+        """The guard's entry lease (msgpack guard.GuardLease), PX TTL = `guard.lease_ttl_s`:
+        renewed after each full reconcile that found every position's resting stop, deleted when
+        one lacks it or the guard stops; the trader sends no entry without it
+        (shared/core/lease.py)."""
+        return f"{self.prefix}:guard:lease"
+
     def exit_plans(self) -> str:
         """Hash {symbol: msgpack bus.ExitPlan}: the trader's stop/take-profit intent per entry."""
         return f"{self.prefix}:guard:plans"
@@ -267,6 +274,21 @@ class Cache:
         pipe.pttl(self.keys.heartbeat(process))
         payload, ttl_ms = await self._call("read_heartbeat", pipe.execute())
         return payload, int(ttl_ms)
+
+    async def write_guard_lease(self, payload: bytes, ttl_ms: int) -> None:
+        """SET the guard's lease with a PX TTL. Raises CacheUnavailableError."""
+        await self._call(
+            "write_guard_lease", self._redis.set(self.keys.guard_lease(), payload, px=ttl_ms)
+        )
+
+    async def read_guard_lease(self) -> bytes | None:
+        """GET the guard's lease (None when absent or expired). Raises CacheUnavailableError."""
+        value: Any = await self._call("read_guard_lease", self._redis.get(self.keys.guard_lease()))
+        return None if value is None else bytes(value)
+
+    async def delete_guard_lease(self) -> None:
+        """DEL the guard's lease. Raises CacheUnavailableError."""
+        await self._call("delete_guard_lease", self._redis.delete(self.keys.guard_lease()))
 
     async def add_alert(self, payload: bytes, max_length: int = 10_000) -> None:
         """XADD an alert to the alerts stream (capped). Raises CacheUnavailableError."""

@@ -2,7 +2,8 @@
 
     slt env        print the SLT_* variables supervisord.conf expands (used by scripts/run-paper)
     slt flatten    halt new entries and close every position now (asks for confirmation; --yes)
-    slt rearm      clear the halt flag after a kill-switch trip, dead-man's switch or flatten
+    slt rearm      clear the halt flag after a kill-switch trip, dead-man's switch or flatten;
+                   after a kill-switch trip the guard restarts its equity peak from the equity
     slt halt       show the halt flag
     slt status     show programs, positions, equity, model, halt and errors (--json)
     slt train | evaluate | model list|promote N|rollback   the entry model (procs/cli/model.py)
@@ -83,10 +84,26 @@ def _cmd_flatten(args: argparse.Namespace) -> int:
 
 def _cmd_rearm(args: argparse.Namespace) -> int:
     cfg = load_config(args.mode)
+    logger = log.setup("slt", cfg.run.log_level)
     path = haltfile.halt_path(cfg.run.dir)
     before = haltfile.load_halt(path)
-    haltfile.save_halt(path, haltfile.armed())
+    after = haltfile.rearmed(before, time.time_ns() // 1_000_000)
+    haltfile.save_halt(path, after)
+    logger.warning(
+        "halt_cleared",
+        reason=before.reason or None,
+        by="operator",
+        equity_reset_ms=after.equity_reset_ms or None,
+        flatten_dropped=before.flatten_episode or None,
+    )
     print(f"re-armed (was: {before.reason or 'not halted'})")
+    if after.equity_reset_ms and after.equity_reset_ms != before.equity_reset_ms:
+        print(
+            "the guard restarts its equity watch (peak and day start) from the current equity "
+            "at its next check (log event equity_watch_reset)"
+        )
+    if before.flatten_episode:
+        print(f"the unfinished flatten {before.flatten_episode} is not resumed")
     return 0
 
 

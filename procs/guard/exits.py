@@ -3,7 +3,8 @@
 `ExitRunner` keeps the latest mark per symbol (from any source: ZeroMQ, shared memory, REST) and
 the counter-trend input, judges each open position of the shared `Book` against the exit rules
 (shared/core/exits: update_track, evaluate_exit), sends the close a rule decides
-(procs/guard/protect.close_now) and has the `StopKeeper` move a resting stop that tightened.
+(procs/guard/protect.close_now) and has the `StopKeeper` move a resting stop that tightened
+enough to be worth a move (StopKeeper.is_move_due: ticks and interval, `[guard]`).
 `reconcile` is the guard's full reconcile: the StopKeeper's, then an immediate close of each
 position whose stop would trigger at once (-2021).
 
@@ -31,7 +32,6 @@ from shared.exchange.errors import ExchangeError
 from shared.exchange.rest import ExchangeClient
 from shared.schemas import binance as b
 
-STOP_MOVE_INTERVAL_S = 1.0  # a trailing stop is moved at the exchange at most this often
 BAD_MARK_LOG_INTERVAL_S = 30.0  # a repeated bad mark is logged at most this often
 
 
@@ -58,7 +58,6 @@ class ExitRunner:
         self.marks: dict[str, tuple[Decimal, int]] = {}  # symbol -> (price, event time ms)
         self.mark_fresh_mono_ms: int | None = None  # last time any source brought a newer mark
         self.trends: dict[str, float | None] = {}
-        self.stop_moved_s: dict[str, float] = {}  # symbol -> monotonic time of the last move
         self._bad_mark_throttle = log.Throttle(BAD_MARK_LOG_INTERVAL_S)
 
     def observe_mark(self, symbol: str, price: Decimal, event_ms: int) -> bool:
@@ -111,11 +110,8 @@ class ExitRunner:
         )
         if decision is not None:
             await self.execute_exit(symbol, decision)
-        elif book.stops.get(symbol) not in (None, track.stop_price) and not self.lock.locked():
-            now_s = time.monotonic()
-            if now_s - self.stop_moved_s.get(symbol, 0.0) >= STOP_MOVE_INTERVAL_S:
-                self.stop_moved_s[symbol] = now_s
-                await self.reconcile(symbol)  # the stop tightened: move the resting one
+        elif not self.lock.locked() and self.keeper.is_move_due(symbol, track.stop_price):
+            await self.reconcile(symbol)  # the stop tightened enough: move the resting one
 
     async def execute_exit(self, symbol: str, decision: ex.Exit) -> None:
         """Send the reduce-only close a rule decided; then reconcile the symbol."""

@@ -7,7 +7,9 @@ the feed's ZeroMQ bus, the shared-memory marks, kline windows and heartbeat tabl
 reconciliation, and for marks and positions while the feed is silent (`guard.feed_silent_after_s`).
 None of these is a start-up dependency: without Redis, ZeroMQ or the feed it runs on REST alone.
 Publishes: the halt flag (`<run.dir>/guard/halt.json`, mirrored in Redis), alerts (Redis stream +
-ERROR `alert` log lines), its heartbeat slot `guard` (progress: reconcile, mark, order).
+ERROR `alert` log lines), its heartbeat slot `guard` (progress: reconcile, mark, order), the entry
+lease (Redis `Keys.guard_lease`, procs/guard/lease.py: renewed after each full reconcile that found
+every position's resting stop, deleted when one lacks it and at a stop; no lease, no entry).
 Owns: the protective stops (client ids `slt-<signal>-stop-<n>`), exit and flatten orders.
 
 Start: exchange filters, then a full reconciliation (positions, open and algo orders) before any
@@ -26,6 +28,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 
+from procs.guard.lease import LeaseKeeper
 from procs.guard.logic.silence import Liveness, silence_decision
 from procs.guard.state import Guard
 from shared import log
@@ -207,9 +210,21 @@ def warn_weight_budget(cfg: Config, logger: log.EventLogger) -> None:
         )
 
 
-async def reconcile_loop(guard: Guard, cfg: Config, logger: log.EventLogger) -> None:
-    """Full reconciliation and the kill switch's equity check, every reconcile interval (faster
-    in REST mode, when no user-data event may be trusted to arrive)."""
+async def reconcile(guard: Guard, lease: LeaseKeeper, margins: dict[str, Decimal]) -> None:
+    """Reconcile every symbol, then renew the entry lease if it answered (no reconcile error
+    counted meanwhile, a conservative test) and every position has its resting stop, else
+    revoke it."""
+    errors = guard.stats["errors"]
+    await guard.reconcile(margins=margins)
+    await lease.after_reconcile(guard.book, is_reconciled=guard.stats["errors"] == errors)
+
+
+async def reconcile_loop(
+    guard: Guard, lease: LeaseKeeper, cfg: Config, logger: log.EventLogger
+) -> None:
+    """Full reconciliation (and the entry lease) and the kill switch's equity check, every
+    reconcile interval (faster in REST mode, when no user-data event may be trusted to
+    arrive)."""
     while True:
         try:
             account = await guard.client.account()
@@ -217,9 +232,9 @@ async def reconcile_loop(guard: Guard, cfg: Config, logger: log.EventLogger) -> 
             logger.warning("account_failed", error=str(e)[:300])
             account = None
         margins = {p.symbol: p.initial_margin_usdt for p in account.positions} if account else {}
-        await guard.reconcile(margins=margins)
+        await reconcile(guard, lease, margins)
         if account is not None:
-            await guard.safety.check_equity(account.margin_balance_usdt)
+            await guard.safety.check_equity(account)
         interval = cfg.guard.reconcile_interval_s
         if guard.safety.is_rest_mode:
             interval = min(interval, 2 * cfg.guard.rest_poll_interval_s)
@@ -247,6 +262,7 @@ async def user_events(
             logger.warning("bad_message", reason=str(e)[:200], head=data[:200])
             continue
         if isinstance(event, b.AccountUpdate):
+            guard.safety.note_account_update(event.reason)  # a transfer: net it before a trip
             for p in event.positions:  # a fill: the resting stop first, the REST check next
                 await guard.protect_fill(
                     p.symbol, p.amount, p.entry_price, event.transaction_time_ms
@@ -307,6 +323,7 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, stop: async
     alerter = Alerter(PROCESS, logger)
     alerter.cache = cache
     tasks: list[asyncio.Task[None]] = []
+    lease: LeaseKeeper | None = None
     try:
         async with ExchangeClient(cfg.exchange, cache, is_guard=True, logger=logger) as client:
             specs = await load_specs(
@@ -317,7 +334,8 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, stop: async
             )
             await guard.safety.mirror_halt()
             warn_weight_budget(cfg, logger)
-            await guard.reconcile()  # before anything else (rule 18)
+            lease = LeaseKeeper(cache, cfg.guard.lease_ttl_s, logger, guard.stats)
+            await reconcile(guard, lease, {})  # before anything else (rule 18)
             logger.info(
                 "guard_started",
                 instance=instance,
@@ -343,17 +361,20 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, stop: async
                     spawn(sources.bus_marks()),
                     spawn(sources.check()),
                     spawn(sources.rest_poll()),
-                    spawn(reconcile_loop(guard, cfg, logger)),
+                    spawn(reconcile_loop(guard, lease, cfg, logger)),
                     spawn(log_stats(guard, sources, logger)),
                     spawn(mirror_heartbeat(cache, PROCESS, cfg.guard.heartbeat_interval_s)),
                 ]
                 await wait_tasks(tasks, stop)
+                await lease.revoke("guard_stopping")  # entries stop now, not when the TTL ends
                 logger.info("guard_stopping", note="protective stops stay at the exchange")
                 with contextlib.suppress(TimeoutError):  # let the call in flight finish
                     async with asyncio.timeout(cfg.guard.call_timeout_s):
                         await guard.lock.acquire()
     finally:
         await cancel_tasks([*tasks, beating])
+        if lease is not None:  # also after a fatal error: nothing protects from here on
+            await lease.revoke("guard_stopping")
         await cache.close()
         heartbeat.close()
 

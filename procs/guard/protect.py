@@ -6,26 +6,38 @@ module performs them over REST and reports what happened, translating the exchan
     -2021  a stop that would trigger at once: the price is already through it -> close now
     -2022  a reduce-only close with nothing (left) to reduce: already flat, not an error
     -4116  the client id is already open: the order exists (a retry after a lost reply)
-    -4130  Binance refuses a second closePosition stop in one direction: cancel the old one
-           first, then place (the guard watches the mark meanwhile)
+    -4130  a closePosition stop already rests in that direction (Binance allows one): the plan
+           never asks for a second one of ours, so this is someone else's stop; reported
+    -2011  a cancel of an order that no longer rests (triggered, cancelled, expired): done
     ExecutionUnknownError: the order is looked up by its deterministic client id.
 
-A replacement stop is placed before the old one is cancelled, and the old one is never cancelled
-when its replacement failed: no code path here leaves a position without a resting stop while the
-exchange accepts orders (DESIGN-RULES 1).
+A stop plan is a sequence of steps per symbol (reconcile.plan_stops); the steps run in order and
+the first that fails ends its symbol's sequence, so a move never gets past a step that did not
+happen: the bridge before the old stop is cancelled, the old stop gone before the new one is
+placed, the new one resting before the bridge goes. Whatever step fails or is interrupted (a
+timeout, a 5xx, -1015, an open circuit breaker, a KILL), a stop of ours covering the whole
+position still rests (DESIGN-RULES 1); the next reconcile finishes the move.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from shared import log
 from shared.core.flatten import flatten_orders
 from shared.core.ids import parse_client_order_id
-from shared.core.reconcile import PlaceStop, RestingStop, StopPlan
+from shared.core.reconcile import (
+    CancelStop,
+    PlaceBridge,
+    PlaceStop,
+    RestingStop,
+    StopPlan,
+    StopStep,
+    is_protective,
+)
 from shared.exchange.errors import ExchangeError, ExecutionUnknownError, RejectedError
 from shared.exchange.rest import ExchangeClient
 from shared.schemas import binance as b
@@ -33,7 +45,6 @@ from shared.schemas import binance as b
 WOULD_TRIGGER = -2021
 NOTHING_TO_REDUCE = -2022
 DUPLICATE_CLIENT_ID = -4116
-CLOSE_POSITION_EXISTS = -4130
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,8 @@ def resting_stops(algo_orders: Sequence[b.AlgoOrder]) -> list[RestingStop]:
             order_type=a.order_type,
             trigger_price=a.trigger_price,
             is_close_position=a.is_close_position,
+            quantity=a.quantity,
+            is_reduce_only=a.is_reduce_only,
         )
         for a in algo_orders
     ]
@@ -78,27 +91,44 @@ def resting_stops(algo_orders: Sequence[b.AlgoOrder]) -> list[RestingStop]:
 @dataclass
 class StopOutcome:
     placed: list[PlaceStop] = field(default_factory=list)
-    cancelled: list[str] = field(default_factory=list)
+    bridged: list[PlaceBridge] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)  # client ids no longer resting
     trigger_now: list[str] = field(default_factory=list)  # symbols already through their stop
     failed: dict[str, str] = field(default_factory=dict)  # symbol -> one-line error
 
 
-async def _place(client: ExchangeClient, p: PlaceStop, working_type: str) -> None:
+async def _place(client: ExchangeClient, p: PlaceStop | PlaceBridge, working_type: str) -> None:
+    """Place a closePosition stop or a reduce-only bridge; a duplicate id means it rests."""
     try:
-        await client.new_algo_order(
-            p.symbol,
-            p.side,
-            "STOP_MARKET",
-            p.trigger_price,
-            p.client_algo_id,
-            is_close_position=True,
-            working_type=working_type,
-        )
+        if isinstance(p, PlaceBridge):
+            await client.new_algo_order(
+                p.symbol,
+                p.side,
+                "STOP_MARKET",
+                p.trigger_price,
+                p.client_algo_id,
+                quantity=p.quantity,
+                is_reduce_only=True,
+                working_type=working_type,
+            )
+        else:
+            await client.new_algo_order(
+                p.symbol,
+                p.side,
+                "STOP_MARKET",
+                p.trigger_price,
+                p.client_algo_id,
+                is_close_position=True,
+                working_type=working_type,
+            )
     except RejectedError as e:
         if e.code != DUPLICATE_CLIENT_ID:
             raise
     except ExecutionUnknownError:
-        if await client.fetch_algo_order_by_client_id(p.client_algo_id) is None:
+        # Only a resting order with this id proves the placement: the id may also name an older
+        # order of ours, cancelled or triggered long ago, which protects nothing now.
+        found = await client.fetch_algo_order_by_client_id(p.client_algo_id)
+        if found is None or found.status != "NEW":
             raise
 
 
@@ -110,60 +140,83 @@ async def _cancel(client: ExchangeClient, stop: RestingStop, out: StopOutcome) -
     out.cancelled.append(stop.client_algo_id)
 
 
-async def apply_stop_plan(
-    client: ExchangeClient, plan: StopPlan, working_type: str, logger: log.EventLogger
-) -> StopOutcome:
-    """Place the plan's stops, then cancel what it replaces; never cancel a symbol's old stop
-    when its new one failed. Each step is logged; errors are reported in the outcome."""
-    out = StopOutcome()
-    for p in plan.place:
-        try:
-            try:
-                await _place(client, p, working_type)
-            except RejectedError as e:
-                if e.code != CLOSE_POSITION_EXISTS:
-                    raise
-                for old in [c for c in plan.cancel if c.symbol == p.symbol]:
-                    await _cancel(client, old, out)
-                await _place(client, p, working_type)
-        except RejectedError as e:
-            if e.code == WOULD_TRIGGER:
-                out.trigger_now.append(p.symbol)
-                logger.warning(
-                    "stop_would_trigger",
-                    symbol=p.symbol,
-                    trigger=p.trigger_price,
-                    client_id=p.client_algo_id,
-                )
-                continue
-            out.failed[p.symbol] = str(e)
-            logger.error("stop_rejected", symbol=p.symbol, client_id=p.client_algo_id, error=str(e))
-            continue
-        except ExchangeError as e:
-            out.failed[p.symbol] = str(e)
-            logger.warning(
-                "stop_not_placed", symbol=p.symbol, client_id=p.client_algo_id, error=str(e)
-            )
-            continue
-        out.placed.append(p)
-        logger.info(
-            "stop_placed",
-            symbol=p.symbol,
-            side=p.side,
-            trigger=p.trigger_price,
-            client_id=p.client_algo_id,
-        )
-    keep = set(out.failed) | set(out.trigger_now)
-    for c in plan.cancel:
-        if c.symbol in keep or c.client_algo_id in out.cancelled:
-            continue
+async def _perform(
+    client: ExchangeClient,
+    step: StopStep,
+    working_type: str,
+    logger: log.EventLogger,
+    out: StopOutcome,
+) -> bool:
+    """Perform one step; return whether it happened (False ends the symbol's sequence)."""
+    if isinstance(step, CancelStop):
+        c = step.order
         try:
             await _cancel(client, c, out)
-            logger.info("stop_cancelled", symbol=c.symbol, client_id=c.client_algo_id)
         except ExchangeError as e:
+            out.failed[c.symbol] = str(e)
             logger.warning(
                 "stop_not_cancelled", symbol=c.symbol, client_id=c.client_algo_id, error=str(e)
             )
+            return False
+        logger.info("stop_cancelled", symbol=c.symbol, client_id=c.client_algo_id)
+        return True
+    try:
+        await _place(client, step, working_type)
+    except RejectedError as e:
+        if e.code == WOULD_TRIGGER:
+            out.trigger_now.append(step.symbol)
+            logger.warning(
+                "stop_would_trigger",
+                symbol=step.symbol,
+                trigger=step.trigger_price,
+                client_id=step.client_algo_id,
+            )
+            return False
+        out.failed[step.symbol] = str(e)
+        logger.error(
+            "stop_rejected", symbol=step.symbol, client_id=step.client_algo_id, error=str(e)
+        )
+        return False
+    except ExchangeError as e:
+        out.failed[step.symbol] = str(e)
+        logger.warning(
+            "stop_not_placed", symbol=step.symbol, client_id=step.client_algo_id, error=str(e)
+        )
+        return False
+    if isinstance(step, PlaceBridge):
+        out.bridged.append(step)
+        logger.info(
+            "stop_bridge_placed",
+            symbol=step.symbol,
+            side=step.side,
+            trigger=step.trigger_price,
+            qty=step.quantity,
+            client_id=step.client_algo_id,
+        )
+    else:
+        out.placed.append(step)
+        logger.info(
+            "stop_placed",
+            symbol=step.symbol,
+            side=step.side,
+            trigger=step.trigger_price,
+            client_id=step.client_algo_id,
+        )
+    return True
+
+
+async def apply_stop_plan(
+    client: ExchangeClient, plan: StopPlan, working_type: str, logger: log.EventLogger
+) -> StopOutcome:
+    """Perform the plan's steps, symbol by symbol, in order; a step that fails ends its
+    symbol's steps (module docstring). Each step is logged; errors are reported in the outcome.
+    On cancellation the step in flight may or may not have happened; either way a stop covering
+    the whole position rests, and the next reconcile reads which."""
+    out = StopOutcome()
+    for steps in plan.steps:
+        for step in steps:
+            if not await _perform(client, step, working_type, logger, out):
+                break
     return out
 
 
@@ -215,11 +268,13 @@ async def cancel_risk_increasing(
     return count
 
 
-def _our_stops(algo_orders: Sequence[b.AlgoOrder]) -> list[b.AlgoOrder]:
+def _our_stops(algo_orders: Sequence[b.AlgoOrder]) -> list[RestingStop]:
+    """Return our closePosition orders and our bridges (reconcile.is_protective)."""
     return [
-        a
-        for a in algo_orders
-        if a.is_close_position and parse_client_order_id(a.client_algo_id) is not None
+        r
+        for r in resting_stops(algo_orders)
+        if is_protective(r)
+        or (r.is_close_position and parse_client_order_id(r.client_algo_id) is not None)
     ]
 
 
@@ -230,11 +285,14 @@ async def flatten(
     round_s: float,
     max_rounds: int,
     logger: log.EventLogger,
+    on_round: Callable[[int], None] | None = None,
 ) -> bool:
     """Close every position: cancel risk-increasing orders, then reduce-only MARKET closes with
     deterministic client ids, round after round until REST shows every position at zero, and only
     then cancel our protective stops. Return True when flat; False after `max_rounds` (the stops
-    stay in place). Raises nothing for exchange errors (logged; the next round re-reads REST)."""
+    stay in place). Raises nothing for exchange errors (logged; the next round re-reads REST).
+    `on_round(round_no)` is called at the end of every round that did not finish the flatten
+    (the guard reports progress and persists the round)."""
     for round_no in range(max_rounds):
         try:
             truth = await fetch_truth(client)
@@ -272,6 +330,8 @@ async def flatten(
             logger.warning(
                 "flatten_round_failed", episode=episode, round=round_no, error=str(e)[:300]
             )
+        if on_round is not None:
+            on_round(round_no)
         await asyncio.sleep(round_s)
     logger.error("flatten_incomplete", episode=episode, rounds=max_rounds)
     return False

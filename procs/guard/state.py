@@ -26,6 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from procs.guard.book import Book
+from procs.guard.equityfile import equity_path
 from procs.guard.exits import ExitRunner
 from procs.guard.safety import Safety
 from procs.guard.stops import StopKeeper
@@ -98,6 +99,8 @@ class Guard:
             cache=cache,
             stats=self.stats,
             halt_path=haltfile.halt_path(run_dir),
+            equity_path=equity_path(run_dir),
+            progress=progress,
             reconcile=self.exits.reconcile,
         )
 

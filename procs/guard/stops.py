@@ -7,6 +7,12 @@ match (shared/core/reconcile.plan_stops, performed by procs/guard/protect.py). A
 trigger at once (-2021) is not closed here: `reconcile` and `protect_fill` return those symbols
 and `ExitRunner.reconcile` (procs/guard/exits.py) closes them.
 
+The stop that should rest is the Track's carried stop, followed only on a meaningful change
+(shared/core/exits.stop_to_rest: `guard.stop_move_min_ticks` tighter, at most every
+`guard.stop_move_min_interval_s` per symbol); a move goes through a bridge, so a stop covering
+the whole position rests at every instant, also on Binance, which refuses a second closePosition
+stop in one direction (-4130).
+
 Every exchange mutation runs under the lock the guard's parts share (procs/guard/state.py).
 """
 
@@ -26,7 +32,17 @@ from shared.cache import Cache, CacheUnavailableError
 from shared.config import Config
 from shared.core import exits as ex
 from shared.core.ids import is_ours
-from shared.core.reconcile import RestingStop, StopPlan, WantedStop, plan_stops, stop_signal_of
+from shared.core.reconcile import (
+    PlaceBridge,
+    PlaceStop,
+    RestingStop,
+    StopPlan,
+    WantedStop,
+    covers,
+    is_protective,
+    plan_stops,
+    stop_signal_of,
+)
 from shared.exchange.errors import ExchangeError
 from shared.exchange.rest import ExchangeClient
 from shared.schemas import binance as b
@@ -54,6 +70,42 @@ class StopKeeper:
         self.cfg, self.client, self.specs, self.book = cfg, client, specs, book
         self.lock, self.log, self.alerter, self.cache = lock, logger, alerter, cache
         self.stats, self.progress = stats, progress
+        self.moved_ms: dict[str, int] = {}  # symbol -> monotonic ms of its last stop placed
+
+    def _resting_trigger(self, symbol: str, side: str) -> Decimal | None:
+        """Return the trigger of our closePosition stop resting on `side` (the tightest, should
+        there be several), or None."""
+        triggers = [
+            r.trigger_price
+            for r in self.book.resting.get(symbol, [])
+            if r.is_close_position and r.side == side and is_protective(r)
+        ]
+        if not triggers:
+            return None
+        return max(triggers) if side == "SELL" else min(triggers)
+
+    def stop_to_rest(self, symbol: str, carried: Decimal) -> Decimal:
+        """Return the trigger the resting stop of `symbol` should have now, given the Track's
+        carried stop (shared/core/exits.stop_to_rest on the last seen resting stops)."""
+        holding = self.book.holdings[symbol]
+        g = self.cfg.guard
+        return ex.stop_to_rest(
+            self._resting_trigger(symbol, closing_side(holding.quantity)),
+            carried,
+            holding.quantity > 0,
+            self.specs[symbol].tick_size,
+            g.stop_move_min_ticks,
+            self.moved_ms.get(symbol),
+            time.monotonic_ns() // 1_000_000,
+            round(g.stop_move_min_interval_s * 1000),
+        )
+
+    def is_move_due(self, symbol: str, carried: Decimal) -> bool:
+        """Return whether the resting stop of `symbol` (known to rest) should move now."""
+        resting = self.book.stops.get(symbol)
+        if resting is None or symbol not in self.book.holdings:
+            return False
+        return self.stop_to_rest(symbol, carried) != resting
 
     async def reconcile(
         self, symbol: str | None = None, margins: dict[str, Decimal] | None = None
@@ -107,7 +159,7 @@ class StopKeeper:
                 symbol: WantedStop(
                     symbol=symbol,
                     side=closing_side(amount),
-                    trigger_price=book.tracks[symbol].stop_price,
+                    trigger_price=self.stop_to_rest(symbol, book.tracks[symbol].stop_price),
                     signal_id=book.signals[symbol],
                 )
             }
@@ -173,6 +225,7 @@ class StopKeeper:
             )
             flipped = known is not None and (known.quantity > 0) != (p.amount > 0)
             book.holdings[s] = holding
+            book.resting[s] = [r for r in resting if r.symbol == s]
             if s in book.plans and not flipped:
                 continue
             self._adopt(s, holding, plans.get(s), resting)
@@ -180,7 +233,7 @@ class StopKeeper:
             s: WantedStop(
                 symbol=s,
                 side=closing_side(book.holdings[s].quantity),
-                trigger_price=book.tracks[s].stop_price,
+                trigger_price=self.stop_to_rest(s, book.tracks[s].stop_price),
                 signal_id=book.signals[s],
             )
             for s in scope
@@ -209,11 +262,13 @@ class StopKeeper:
             book.resting[s] = [
                 r for r in resting if r.symbol == s and r.client_algo_id not in outcome.cancelled
             ]
-        for r in resting:
-            if r.symbol in wanted and r.trigger_price == wanted[r.symbol].trigger_price:
-                book.stops[r.symbol] = r.trigger_price
+        for bridge in outcome.bridged:
+            book.resting.setdefault(bridge.symbol, []).append(bridge.as_resting())
+        now_ms = time.monotonic_ns() // 1_000_000
+        for steps in stop_plan.steps:  # a move tried counts, done or not: retries are paced too
+            if any(isinstance(step, (PlaceStop, PlaceBridge)) for step in steps):
+                self.moved_ms[steps[0].symbol] = now_ms
         for placed in outcome.placed:
-            book.stops[placed.symbol] = placed.trigger_price
             book.resting.setdefault(placed.symbol, []).append(
                 RestingStop(
                     symbol=placed.symbol,
@@ -224,9 +279,29 @@ class StopKeeper:
                     is_close_position=True,
                 )
             )
+        for s in scope:
+            holding = book.holdings.get(s)
+            trigger = (
+                None
+                if holding is None
+                else self._resting_trigger(s, closing_side(holding.quantity))
+            )
+            if trigger is None:
+                book.stops.pop(s, None)
+            else:
+                book.stops[s] = trigger
         for s in [s for s in book.stops if s not in book.holdings]:
             del book.stops[s]
+        for s in [s for s in self.moved_ms if s not in book.holdings]:
+            del self.moved_ms[s]
         for s, error in outcome.failed.items():
+            holding = book.holdings.get(s)
+            if holding is not None and any(
+                covers(r, s, holding.quantity) for r in book.resting.get(s, [])
+            ):
+                # A move that stopped half-way: the old stop or the bridge still covers it all.
+                self.log.warning("stop_not_moved", symbol=s, error=error[:200])
+                continue
             await self.alerter.send("stop_missing", f"no protective stop for {s}: {error[:200]}", s)
         return outcome.trigger_now
 

@@ -55,6 +55,11 @@ MESSAGES: dict[int, str] = {
         "Order type not supported for this endpoint. "
         "Please use the Algo Order API endpoints instead."
     ),
+    # A second closePosition stop (or take-profit) in one direction; the exact text as Binance
+    # sends it, captured in public client code and bot logs (issue 13).
+    -4130: (
+        "An open stop or take profit order with GTE and closePosition in the direction is existing."
+    ),
     -4135: "Invalid activation price",
     -4137: "Quantity must be zero with closePosition equals true",
     -5021: "Due to the order could not be filled immediately, the FOK order has been rejected.",

@@ -3,7 +3,8 @@ every symbol once per closed minute with the champion XGBoost model, enters the 
 follows the rest as virtual positions, records every trade and retrains from them.
 
 Subscribes to: `kline.1m.*` on the feed's ZeroMQ bus (the trigger), the feed's shared-memory kline
-windows and marks (the data), the halt flag (`<run.dir>/guard/halt.json`).
+windows and marks (the data); right before each entry, the halt flag (`<run.dir>/guard/halt.json`)
+and the guard's entry lease (Redis `Keys.guard_lease`; procs/trader/gate.py).
 Publishes: ExitPlans (Redis `Keys.exit_plans`, before each entry), its heartbeat slot `trader`
 (progress: kline, decision, order), entry orders (client ids `slt-<signal>-entry-0`).
 Owns: the trade records in PostgreSQL (through the outbox while it is down) and the models.

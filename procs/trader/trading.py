@@ -17,7 +17,10 @@ An entry, in this order (money safety):
     default plan);
  4. a MARKET order with the deterministic client id `slt-<signal>-entry-0` (the signal id is the
     symbol, the minute and the side: a restart recomputes it, and the recorded intent stops a
-    second send);
+    second send), sent only if the entry gate (procs/trader/gate.py) allows it right then: not
+    halted, and the guard's lease valid (the guard protects every position now). The gate is
+    also asked before step 1, so a blocked entry usually leaves no trace but `entry_blocked`;
+    one blocked at the send is recorded as rejected and its ExitPlan removed;
  5. the fill is recorded as an open trade. The guard places the exchange stop from the fill.
 
 Closes: the guard (or the exchange stop) closes real positions; `check_positions` sees a tracked
@@ -40,6 +43,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from procs.trader.gate import EntryGate
 from procs.trader.learning import ModelHolder
 from procs.trader.logic import sizing
 from procs.trader.logic import virtual as vt
@@ -63,6 +67,11 @@ from shared.store.halt import halt_path, load_halt
 
 SIDE_DIRECTION = {"BUY": 1, "SELL": -1}
 VIRTUAL_NOTIONAL_USDT = Decimal(1000)
+
+
+class EntryBlockedError(Exception):
+    """The entry gate refused the send (halted, or no valid guard lease); the message is the
+    reason. Nothing was sent."""
 
 
 def _now_ms() -> int:
@@ -224,7 +233,9 @@ class Trader:
             "virtual_closed": 0,
             "real_closed": 0,
             "skipped_halted": 0,
+            "entries_blocked": 0,  # refused by the entry gate (halt flag, guard lease)
         }
+        self.gate = EntryGate(self.run_dir, cache, logger, self.stats)
         self.last_latency_ms: float | None = None
         self.equity_usdt: Decimal | None = None  # margin balance, refreshed every position check
         self.win_counts = (0, 0)  # (wins, closed) of the newest 200 closed trades
@@ -391,6 +402,8 @@ class Trader:
         """Open one position (see the module docstring for the order of the steps)."""
         sid = signal_id(c.symbol, minute_ms, c.side)
         cid = client_order_id(sid, "entry", 0)
+        if not (await self.gate.check(c.symbol, cid)).is_allowed:
+            return  # nothing done yet; asked again right before the send
         spec = self.specs[c.symbol]
         price = Decimal(repr(c.price))
         try:
@@ -436,6 +449,10 @@ class Trader:
             if failed is not None:
                 raise failed
             order = await self._send_entry(c.symbol, c.side, check.quantity, cid)
+        except EntryBlockedError as e:  # logged by the gate
+            await self.recorder.record(_settled(intent, "rejected", f"entry_blocked: {e}"))
+            await self._withdraw_plan(c.symbol)
+            return
         except ExchangeError as e:
             self.stats["entry_failures"] += 1
             self.log.warning("entry_failed", symbol=c.symbol, client_id=cid, error=str(e)[:300])
@@ -496,7 +513,19 @@ class Trader:
         except CacheUnavailableError as e:  # the guard protects with its default plan
             self.log.warning("exit_plan_unpublished", symbol=symbol, error=str(e)[:200])
 
+    async def _withdraw_plan(self, symbol: str) -> None:
+        """Remove the ExitPlan of an entry that was not sent (a later position must not get it)."""
+        try:
+            await self.cache.set_field(self.cache.keys.exit_plans(), symbol, None)
+        except CacheUnavailableError as e:
+            self.log.warning("exit_plan_not_removed", symbol=symbol, error=str(e)[:200])
+
     async def _send_entry(self, symbol: str, side: str, qty: Decimal, cid: str) -> b.Order | None:
+        """Send an entry order if the entry gate allows it now; raises EntryBlockedError when it
+        does not, ExchangeError when the exchange refuses. Every entry goes out through here."""
+        gate = await self.gate.check(symbol, cid)  # right before the send (issue 13, 1 and 11)
+        if not gate.is_allowed:
+            raise EntryBlockedError(gate.reason)
         # No look-up before the send: a minute is decided once per process (the bus delivers its
         # closes once), and a restarted trader settles the intents it recorded (_settle_intents).
         try:

@@ -31,6 +31,7 @@ from shared.config.ops import (
     WatchdogConfig,
     check_exits,
     check_guard,
+    check_guard_drain,
     check_watchdog,
 )
 from shared.config.reporter import ReporterConfig, check_reporter
@@ -435,6 +436,7 @@ def _check_ops(cfg: Config) -> None:
         check_guard(cfg.guard, cfg.dms)
         check_exits(cfg.exits, cfg.kill_switch)
         check_watchdog(cfg.watchdog)
+        check_guard_drain(cfg.guard, cfg.watchdog)
         check_trader(cfg.trader, cfg.model)
         check_reporter(cfg.reporter)
     except ValueError as e:

@@ -23,6 +23,11 @@ class GuardConfig:
     flatten_round_s: float = 0.5  # pause between flatten rounds while REST shows a position
     flatten_max_rounds: int = 40  # rounds before flatten gives up and alerts (stops stay)
     call_timeout_s: float = 10.0  # deadline of one REST call made by the guard
+    stop_move_min_ticks: int = 5  # a trailing stop moves at the exchange only this many ticks on
+    stop_move_min_interval_s: float = 5.0  # ...and at most this often per symbol
+    # The entry lease's life (Redis PX TTL): renewed after each full reconcile that found every
+    # position's resting stop; the trader sends no entry once it ran out. > reconcile_interval_s.
+    lease_ttl_s: float = 30.0
     bus_endpoint: str = ""  # the feed's PUB endpoint; empty = ipc://@slt-<instance>-feed-bus
 
 
@@ -63,7 +68,7 @@ class WatchdogConfig:
     stale_after_s: float = 3.0  # heartbeat older than this: hung (3 x the 1 s interval)
     progress_stale_after_s: float = 180.0  # main progress older than this: stuck (0 = off)
     startup_grace_s: float = 20.0  # after a (re)start, no heartbeat is required for this long
-    kill_after_s: float = 5.0  # TERM sent, same pid still there after this: KILL
+    kill_after_s: float = 15.0  # TERM sent, same pid still there after this: KILL (> guard drain)
     rpc_timeout_s: float = 3.0  # deadline of every supervisord XML-RPC call
     max_restarts: int = 5  # restarts (ours and crashes) allowed in restart_window_s...
     restart_window_s: float = 300.0  # ...beyond which the program is backed off
@@ -87,13 +92,24 @@ def check_guard(guard: GuardConfig, dms: DmsConfig) -> None:
         "rest_poll_interval_s",
         "flatten_round_s",
         "call_timeout_s",
+        "lease_ttl_s",
     ):
         if getattr(guard, name) <= 0:
             raise ValueError(f"config: guard.{name}={getattr(guard, name)} must be > 0")
+    if guard.lease_ttl_s <= guard.reconcile_interval_s:
+        raise ValueError(
+            f"config: guard.lease_ttl_s={guard.lease_ttl_s} must exceed "
+            f"guard.reconcile_interval_s={guard.reconcile_interval_s}, which renews it"
+        )
     if guard.stop_working_type not in ("MARK_PRICE", "CONTRACT_PRICE"):
         raise ValueError(
             f"config: guard.stop_working_type={guard.stop_working_type!r} is not "
             "MARK_PRICE or CONTRACT_PRICE"
+        )
+    if guard.stop_move_min_ticks < 1 or guard.stop_move_min_interval_s < 0:
+        raise ValueError(
+            f"config: guard.stop_move_min_ticks={guard.stop_move_min_ticks} must be >= 1 and "
+            f"guard.stop_move_min_interval_s={guard.stop_move_min_interval_s} >= 0"
         )
     if guard.flatten_max_rounds < 1:
         raise ValueError(
@@ -170,3 +186,13 @@ def check_watchdog(wd: WatchdogConfig) -> None:
     ):
         if getattr(wd, name) <= 0:
             raise ValueError(f"config: watchdog.{name}={getattr(wd, name)} must be > 0")
+
+
+def check_guard_drain(guard: GuardConfig, wd: WatchdogConfig) -> None:
+    """Raise ValueError when the watchdog would KILL a watched guard while it still drains: after
+    TERM the guard lets the exchange call in flight finish for up to guard.call_timeout_s."""
+    if "guard" in wd.programs and wd.kill_after_s <= guard.call_timeout_s:
+        raise ValueError(
+            f"config: watchdog.kill_after_s={wd.kill_after_s} must exceed the guard's drain "
+            f"guard.call_timeout_s={guard.call_timeout_s} (a KILL would cut it short)"
+        )

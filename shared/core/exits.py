@@ -39,6 +39,14 @@ Rules (`evaluate_exit`), first match wins, in `REASONS` order:
 
 After the guard executed a partial take-profit or liquidation cut, `apply_exit` records it in
 the track so the same partial is not sent twice.
+
+Resting stop (`stop_to_rest`): the trigger the exchange-resident stop should have. Each move at
+the exchange costs order requests (on Binance a bridge, a cancel, a place and a cancel: see
+shared/core/reconcile.py), so the carried stop is followed only on a meaningful change: a stop
+that tightens moves once it is at least `min_move_ticks` ticks tighter than the resting one and
+`min_interval_ms` after the symbol's last move; a first stop, or one that the carried stop would
+loosen (a new plan, never a trail), follows at once. Between moves the guard's own stop rule
+(rule 3 below, on the carried stop) still closes at the tighter level.
 """
 
 from __future__ import annotations
@@ -202,6 +210,34 @@ def update_track(
         else:
             stop = min(stop, round_to_tick(best + distance, tick_size, "down"))
     return replace(track, best_mark=best, stop_price=stop)
+
+
+def stop_to_rest(
+    resting: Decimal | None,
+    carried: Decimal,
+    is_long: bool,
+    tick_size: Decimal,
+    min_move_ticks: int,
+    last_move_ms: int | None,
+    now_ms: int,
+    min_interval_ms: int,
+) -> Decimal:
+    """Return the trigger the resting stop should have: `carried` (the track's stop) when no
+    stop rests (`resting` None), when it would loosen the resting one, or when it is at least
+    `min_move_ticks` ticks tighter and `min_interval_ms` have passed since `last_move_ms` (None:
+    never moved); else `resting`. Times in ms on one clock. Raises ValueError for a
+    non-positive tick."""
+    _check_positive("tick_size", tick_size)
+    if resting is None or resting == carried:
+        return carried
+    tighter_by = carried - resting if is_long else resting - carried
+    if tighter_by < 0:
+        return carried
+    if tighter_by < tick_size * min_move_ticks:
+        return resting
+    if last_move_ms is not None and now_ms - last_move_ms < min_interval_ms:
+        return resting
+    return carried
 
 
 # ---- evaluation ---------------------------------------------------------------------------------

@@ -8,6 +8,9 @@ or JSON (files in run/, readable by an operator).
                is the truth, `Keys.guard_halt` its mirror)
     Alert      any process -> reporter: something a person must know (`Keys.alerts` stream, and an
                ERROR `alert` log line)
+    GuardLease guard -> trader: the guard protects every position now; renewed after each full
+               reconcile that found a resting stop for every position (`Keys.guard_lease`, with a
+               PX TTL of `guard.lease_ttl_s`); no lease, no entry
 """
 
 from __future__ import annotations
@@ -40,6 +43,12 @@ class HaltState(msgspec.Struct, frozen=True, kw_only=True):
     reason: str  # "", "kill_switch_drawdown", "kill_switch_daily_loss", "dms_silence", ...
     since_ms: int
     needs_operator: bool = False  # True: stays halted until `slt rearm`
+    # The guard's flatten in progress under this halt ("" = none): a restarted guard resumes it.
+    flatten_episode: str = ""
+    flatten_round: int = 0  # the last round of that flatten reported (progress, for operators)
+    # `slt rearm` after a kill-switch trip: UTC ms of the request that the guard restart its
+    # equity watch (peak and day start) from the current equity; 0 = no request.
+    equity_reset_ms: int = 0
 
 
 class Alert(msgspec.Struct, frozen=True, kw_only=True):
@@ -53,15 +62,26 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True):
     symbol: str = ""
 
 
+class GuardLease(msgspec.Struct, frozen=True, kw_only=True):
+    """The guard's word that every position has its resting stop, good until `expires_ms`."""
+
+    v: int = SCHEMA_VERSION
+    pid: int  # the guard process that renewed it
+    renewed_ms: int  # UTC ms of the reconcile that verified every position's stop
+    expires_ms: int  # UTC ms after which it says nothing (the key's PX TTL ends then too)
+    positions: int  # positions verified protected at renewed_ms
+
+
 _msgpack = msgspec.msgpack.Encoder()
 _json = msgspec.json.Encoder()
 _plan = msgspec.msgpack.Decoder(ExitPlan)
 _halt_msgpack = msgspec.msgpack.Decoder(HaltState)
 _halt_json = msgspec.json.Decoder(HaltState)
 _alert = msgspec.msgpack.Decoder(Alert)
+_lease = msgspec.msgpack.Decoder(GuardLease)
 
 
-def encode(value: ExitPlan | HaltState | Alert) -> bytes:
+def encode(value: ExitPlan | HaltState | Alert | GuardLease) -> bytes:
     """Return the msgpack form (Redis)."""
     return _msgpack.encode(value)
 
@@ -84,3 +104,8 @@ def decode_halt(raw: bytes, is_json: bool = False) -> HaltState:
 def decode_alert(raw: bytes) -> Alert:
     """Decode an Alert; raises msgspec errors."""
     return _alert.decode(raw)
+
+
+def decode_lease(raw: bytes) -> GuardLease:
+    """Decode a GuardLease; raises msgspec errors."""
+    return _lease.decode(raw)

@@ -5,9 +5,14 @@ written atomically (temp file, fsync, rename) so a crash never leaves half a fla
 `Keys.guard_halt` mirrors it for the trader and the status page. A missing file means not halted;
 an unreadable one means halted (fail safe) with reason "halt_file_unreadable".
 
-Reasons that need the operator (`needs_operator`): the kill switch and an operator's flatten. They
-stay set until `slt rearm`; silence halts (trader silent, dead-man's switch) clear themselves when
-the silence ends.
+Reasons that need the operator (`needs_operator`): the kill switch, the dead-man's switch, an
+operator's flatten and an unreadable equity file. They stay set until `slt rearm`; the trader's
+silence halt clears itself when the trader beats again.
+
+The record also carries the guard's flatten in progress (`flatten_episode`, `flatten_round`), in
+the same atomic write as the halt it belongs to, so a guard killed mid-flatten is resumed by the
+next one; and `equity_reset_ms`, the operator's request (`slt rearm` after a kill-switch trip)
+that the guard restart its equity watch from the current equity.
 """
 
 from __future__ import annotations
@@ -25,7 +30,11 @@ OPERATOR_REASONS = (
     "operator_flatten",
     "dms_silence",
     "dms_blind",
+    "equity_file_unreadable",
 )
+# Halts after which `slt rearm` also restarts the guard's equity watch from the current equity:
+# without it the next check would trip again on the same loss.
+EQUITY_RESET_REASONS = ("kill_switch_drawdown", "kill_switch_daily_loss", "equity_file_unreadable")
 
 
 def halt_path(run_dir: str | Path) -> Path:
@@ -66,3 +75,11 @@ def halted(reason: str, now_ms: int) -> g.HaltState:
 def armed() -> g.HaltState:
     """Return a cleared flag."""
     return g.HaltState(is_halted=False, reason="", since_ms=0)
+
+
+def rearmed(before: g.HaltState, now_ms: int) -> g.HaltState:
+    """Return the cleared flag `slt rearm` writes over `before`: after a kill-switch trip (or an
+    unreadable equity file) it asks the guard to restart its equity watch (`equity_reset_ms`);
+    an unfinished flatten episode is dropped (the operator's re-arm ends it)."""
+    reset_ms = now_ms if before.reason in EQUITY_RESET_REASONS else before.equity_reset_ms
+    return g.HaltState(is_halted=False, reason="", since_ms=0, equity_reset_ms=reset_ms)

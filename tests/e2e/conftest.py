@@ -31,6 +31,7 @@ reconcile_interval_s = 2.0
 feed_silent_after_s = 2.0
 trader_silent_after_s = 2.0
 rest_poll_interval_s = 0.5
+call_timeout_s = 1.5
 [dms]
 silence_after_s = 8.0
 blind_after_s = 30.0

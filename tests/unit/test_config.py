@@ -125,3 +125,16 @@ def test_status_page_off_loopback_needs_a_token() -> None:
         "paper", overlay={"reporter": {"host": "0.0.0.0"}}, env={"SLT_STATUS_TOKEN": "t0ken"}
     )
     assert cfg.reporter.host == "0.0.0.0"
+
+
+def test_guard_lease_ttl_defaults_to_three_reconcile_intervals() -> None:
+    cfg = load_config("paper", env={})
+    assert cfg.guard.lease_ttl_s == 3 * cfg.guard.reconcile_interval_s == 30.0
+
+
+def test_guard_lease_ttl_not_above_the_reconcile_interval_is_rejected() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"^config: guard\.lease_ttl_s=10\.0 must exceed guard\.reconcile_interval_s=10\.0",
+    ):
+        load_config("paper", overlay={"guard": {"lease_ttl_s": 10.0}}, env={})

@@ -16,6 +16,14 @@ trigger; a closePosition or reduce-only child with nothing to reduce expires on 
 and the algo order finishes with `aq` "0". A child the matching engine refuses (e.g. -2019)
 leaves the algo order REJECTED with the refusal in `rm`.
 
+One closePosition order per symbol, direction and type: a second closePosition STOP_MARKET (or
+TAKE_PROFIT_MARKET) on the same side while the first waits gets -4130 "An open stop or take
+profit order with GTE and closePosition in the direction is existing.", as on Binance, so moving
+such a stop needs the old one gone first. A closePosition stop and a closePosition take-profit on
+the same side coexist (common practice, and Binance's own position TP/SL), and reduce-only
+quantity stops are never refused for it. The paper exchange trades one-way mode only, so the
+direction is the side.
+
 Choices where Binance is silent: a position going to zero does not cancel reduce-only or
 closePosition algo orders (the digest names only GTE_GTC orders as expired with the position,
 §5.10); they stay NEW and expire at trigger if there is still nothing to close. Placement does not
@@ -154,6 +162,11 @@ def _parse(ledger: Ledger, params: p.Params, now_ms: int) -> AlgoOrder:
         raise rejected(-4116)
     if len(ledger.open_algos()) >= ledger.cfg.max_open_algo_orders:
         raise rejected(-4045)
+    if close_position and any(
+        a.close_position and a.side == side and a.order_type == order_type
+        for a in ledger.open_algos(symbol)
+    ):
+        raise rejected(-4130)  # one closePosition stop (and one take-profit) per direction
     current = working_price(ledger, symbol, working_type, now_ms)
     if not (reduce_only or close_position):
         reference = price or trigger or activate or current

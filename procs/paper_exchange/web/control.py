@@ -12,7 +12,9 @@ of `GET /_sim/status`, plus the action's own result keys where it has one (`drop
 | POST | /_sim/ws/stall                     | sockets stay open; no data, no pings, no pongs    |
 | POST | /_sim/ws/unstall                   | end the stall; queued closed candles follow       |
 | POST | /_sim/http/fail?status=S&seconds=N | Binance REST paths answer S for N real seconds    |
-|      |                                    | (5xx, or 429/418 with Retry-After); 503, 10 s     |
+|      |                                    | (5xx, or 429/418 with Retry-After); 503, 10 s;    |
+|      | [&method=M][&path=P][&skip=K]      | only method M / path P if given, after letting    |
+|      |                                    | the first K matching requests through             |
 | POST | /_sim/http/ok                      | end an HTTP fault now                             |
 | POST | /_sim/listenkeys/expire            | expire the listenKey (`expired`); streams get     |
 |      |                                    | listenKeyExpired                                  |
@@ -103,15 +105,29 @@ def _http_fail(px: ExchangeHost, params: dict[str, str]) -> dict[str, Any]:
         raise invalid_value("status")
     if seconds <= 0:
         raise invalid_value("seconds")
-    px.faults.http_error_status = status
-    px.faults.http_error_until_real_ms = px.real_ms() + int(seconds * 1000)
-    _log.warning("fault_http_failing", status=status, seconds=seconds)
+    method = params.get("method", "").upper()
+    if method not in ("", "GET", "POST", "PUT", "DELETE"):
+        raise invalid_value("method")
+    path = params.get("path", "")
+    if path and not path.startswith(("/fapi/", "/api/")):
+        raise invalid_value("path")
+    skip = _int_param(params, "skip", 0)
+    if skip < 0:
+        raise invalid_value("skip")
+    px.faults.set_http_error(status, px.real_ms() + int(seconds * 1000), method, path, skip)
+    _log.warning(
+        "fault_http_failing",
+        status=status,
+        seconds=seconds,
+        method=method or "any",
+        path=path or "any",
+        skip=skip,
+    )
     return {}
 
 
 def _http_ok(px: ExchangeHost, _params: dict[str, str]) -> dict[str, Any]:
-    px.faults.http_error_until_real_ms = 0
-    px.faults.http_error_status = 0
+    px.faults.clear_http_error()
     _log.info("fault_http_ended")
     return {}
 

@@ -137,7 +137,7 @@ async def binance_middleware(request: web.Request, handler: Handler) -> web.Stre
     px.stats.requests += 1
     ip = request.remote or ""
     real_ms = px.real_ms()
-    failing = px.faults.http_error_now(real_ms)
+    failing = px.faults.http_error_for(real_ms, request.method, request.path)
     if failing is not None:
         fault = _fault_reply(px, failing, ip, real_ms)
         fault.headers["X-MBX-USED-WEIGHT-1M"] = str(px.limiter.used_weight(ip, real_ms))

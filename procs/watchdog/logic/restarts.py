@@ -14,6 +14,16 @@ backed off, and never one the operator stopped). Every action carries a reason f
     FATAL (supervisord never retries it)                                   -> Alert, Start after
       fatal_retry_base_s, doubling per attempt up to fatal_retry_cap_s
     STOPPED and not stopped by us                                          -> nothing (operator)
+
+The guard (NEVER_DELAYED) is never held back: while it is down nothing places a protective stop
+(its lease runs out, so the trader sends no entry), so it is retried at once and a person is
+paged each time instead:
+    guard crash loop (the limits above)          -> Alert guard_down only: no Stop, supervisord
+                                                    keeps restarting it; the counts start afresh,
+                                                    so every further loop alerts again
+    guard FATAL                                  -> Alert guard_down and Start, at every check
+                                                    that finds it FATAL
+    guard STOPPED by an older watchdog's back-off -> Start at once
     EXITED, STOPPING, and STARTING/BACKOFF below the crash-loop limits     -> nothing
 
 A heartbeat whose pid is not supervisord's pid for the program is ignored (rule 6): it counts as
@@ -42,6 +52,8 @@ ESCALATION = {
 RUNNING, STARTING, BACKOFF, STOPPED = "RUNNING", "STARTING", "BACKOFF", "STOPPED"
 EXITED, FATAL, STOPPING = "EXITED", "FATAL", "STOPPING"
 ALIVE_STATES = (RUNNING, STARTING, BACKOFF)
+# Retried at once, never backed off: the error kernel (DESIGN-RULES 4, 10).
+NEVER_DELAYED = frozenset({"guard"})
 
 
 @dataclass(frozen=True)
@@ -175,7 +187,8 @@ def _prune(mem: Memory, wd: WatchdogConfig, now_ms: int) -> Memory:
 
 def _stopped(obs: Observation, mem: Memory, now_ms: int) -> tuple[list[Action], Memory]:
     mem = msgspec.structs.replace(mem, term_pid=0, term_ms=0, kill_ms=0)
-    if not mem.is_backed_off or now_ms < mem.start_due_ms:
+    is_due = now_ms >= mem.start_due_ms or obs.program in NEVER_DELAYED
+    if not mem.is_backed_off or not is_due:
         return [], mem  # operator intent, or our back-off still running
     waited_s = (now_ms - mem.start_due_ms) / 1000
     start = Start(obs.program, f"back-off {mem.backoffs} elapsed ({waited_s:.1f} s past due)")
@@ -196,6 +209,19 @@ def _fatal(
         mem = msgspec.structs.replace(mem, is_backed_off=False, start_due_ms=0)
     # FATAL has its own exponential retry: spawn failures do not also count as a crash loop.
     mem = msgspec.structs.replace(mem, crashes_ms=(), term_pid=0, term_ms=0, kill_ms=0)
+    if obs.program in NEVER_DELAYED:
+        attempt = mem.fatal_attempts + 1
+        detail = (
+            f"{obs.program} is FATAL (supervisord gave up starting it); retry {attempt} now, "
+            "not delayed: only the exchange-resident stops protect and entries are held"
+        )
+        actions += [
+            Alert(obs.program, ESCALATION.get(obs.program, "process_fatal"), detail),
+            Start(obs.program, f"FATAL retry {attempt}, at once"),
+        ]
+        return actions, msgspec.structs.replace(
+            mem, start_due_ms=0, fatal_attempts=attempt, is_start_expected=True
+        )
     if mem.start_due_ms == 0:
         delay_s = _delay_s(wd.fatal_retry_base_s, mem.fatal_attempts, wd.fatal_retry_cap_s)
         kind = "guard_down" if obs.program == "guard" else "process_fatal"
@@ -232,6 +258,13 @@ def _crash_loop_reason(mem: Memory, wd: WatchdogConfig) -> str:
 def _back_off(
     obs: Observation, mem: Memory, wd: WatchdogConfig, now_ms: int, reason: str
 ) -> tuple[list[Action], Memory]:
+    if obs.program in NEVER_DELAYED:  # alert, and let supervisord restart it at once
+        detail = (
+            f"{obs.program} crash-loops ({reason}); not backed off, restarted at once: only the "
+            "exchange-resident stops protect meanwhile and entries are held"
+        )
+        alert = Alert(obs.program, ESCALATION.get(obs.program, "process_backed_off"), detail)
+        return [alert], msgspec.structs.replace(mem, restarts_ms=(), crashes_ms=())
     delay_s = _delay_s(wd.crash_delay_s, mem.backoffs, wd.fatal_retry_cap_s)
     kind = ESCALATION.get(obs.program, "process_backed_off")
     actions: list[Action] = [

@@ -58,6 +58,9 @@ def test_status_reports_clock_faults_and_connections(px: PaperExchangeProcess) -
         "ws_stalled": False,
         "http_error_status": 0,
         "http_error_remaining_ms": 0,
+        "http_error_method": "",
+        "http_error_path": "",
+        "http_error_skip": 0,
         "latency_ms": 0,
     }
     assert status["ws_connections"] == 0 and status["price_overrides"] == {}

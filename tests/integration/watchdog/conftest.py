@@ -142,6 +142,7 @@ class Stack:
             f"[redis]\nprivate_port = {redis_port or free_port()}\nsocket_timeout_s = 0.5\n"
             f"[postgres]\nprivate_port = {free_port()}\ncommand_timeout_s = 0.5\n"
             f'[exchange]\nrest_url = "http://127.0.0.1:{free_port()}"\n'
+            "[guard]\ncall_timeout_s = 0.5\n"  # the guard's drain, below kill_after_s
             "[watchdog]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in settings.items())
         )
         env = {**os.environ, "SLT_CONFIG": str(overlay), "SLT_MODE": "paper"}

@@ -19,7 +19,8 @@ from procs.watchdog.logic.restarts import (
 )
 from shared.config.ops import WatchdogConfig
 
-WD = WatchdogConfig()  # stale 3 s, grace 20 s, kill after 5 s, 5 in 300 s, crash delay 60 s
+# stale 3 s, grace 20 s, kill after 5 s (the default is 15 s), 5 in 300 s, crash delay 60 s
+WD = WatchdogConfig(kill_after_s=5.0)
 T0 = 1_700_000_000_000  # supervisord start time of pid 100
 
 
@@ -270,3 +271,51 @@ def test_memory_round_trips_through_json() -> None:
     )
     encoded = msgspec.json.encode({"feed": mem})
     assert msgspec.json.decode(encoded, type=dict[str, Memory]) == {"feed": mem}
+
+
+def test_crash_looping_guard_is_never_backed_off_and_alerts_guard_down_each_loop() -> None:
+    mem = seen(obs(beat=fresh(), program="guard"), T0 + 30_000)
+    actions, mem = crash_loop(mem, T0 + 30_000, 4, "guard")
+    assert not [a for a in actions if isinstance(a, Stop)]
+    alerts = [a for a in calls(actions) if isinstance(a, Alert)]
+    assert [a.kind for a in alerts] == ["guard_down"]
+    assert "not backed off, restarted at once" in alerts[0].detail
+    assert (mem.is_backed_off, mem.start_due_ms, mem.crashes_ms) == (False, 0, ())
+    # It crashes on: no back-off ever, and every further loop alerts again.
+    actions, mem = crash_loop(mem, T0 + 42_000, 4, "guard")
+    assert [type(a) for a in calls(actions)] == [Alert]
+    assert not mem.is_backed_off
+
+
+def test_fatal_guard_is_started_at_once_with_an_alert_every_time() -> None:
+    mem = seen(obs(beat=fresh(), program="guard"), T0 + 30_000)
+    t = T0 + 40_000
+    for attempt in (1, 2, 3):
+        actions, mem = supervise(obs("FATAL", pid=0, program="guard"), mem, WD, t)
+        assert [type(a) for a in calls(actions)] == [Alert, Start]
+        alert, start = calls(actions)
+        assert isinstance(alert, Alert) and alert.kind == "guard_down"
+        assert f"retry {attempt} now" in alert.detail
+        assert start == Start("guard", f"FATAL retry {attempt}, at once")
+        assert mem.start_due_ms == 0 and mem.is_start_expected
+        t += 3000  # the start fails again and supervisord gives up: FATAL at the next check
+        _, mem = supervise(obs("BACKOFF", pid=0, start_ms=t - 2000, program="guard"), mem, WD, t)
+        t += 500
+
+
+def test_guard_stopped_by_an_older_watchdogs_back_off_is_started_at_once() -> None:
+    mem = Memory(
+        last_state="STOPPED",
+        last_pid=100,
+        last_start_ms=T0,
+        is_backed_off=True,
+        start_due_ms=T0 + 600_000,
+        backoffs=3,
+    )
+    stopped = obs("STOPPED", pid=0, program="guard")
+    actions, mem = supervise(stopped, mem, WD, T0 + 1000)
+    assert [type(a) for a in calls(actions)] == [Start]
+    assert not mem.is_backed_off
+    # A guard the operator stopped is still never touched.
+    operator = seen(obs(beat=fresh(), program="guard"), T0 + 30_000)
+    assert supervise(stopped, operator, WD, T0 + 31_000)[0] == []

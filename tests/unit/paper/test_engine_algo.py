@@ -414,7 +414,10 @@ def test_cancel_answers_with_string_code_and_pushes_algo_update_canceled() -> No
 def test_open_and_all_algo_orders_and_cancel_all() -> None:
     engine, _ = make_engine()
     first = engine.post_algo_order(STOP, T0)
-    engine.post_algo_order({**STOP, "clientAlgoId": "second", "triggerPrice": "58000.00"}, T0 + 1)
+    second = {"closePosition": "", "quantity": "0.010", "reduceOnly": "true"}  # not a 2nd -4130
+    engine.post_algo_order(
+        {**STOP, **second, "clientAlgoId": "second", "triggerPrice": "58000.00"}, T0 + 1
+    )
     assert [a["algoId"] for a in engine.get_open_algo_orders({"symbol": "BTCUSDT"}, T0)] == [
         first["algoId"],
         first["algoId"] + 1,
@@ -526,7 +529,9 @@ def test_duplicate_client_algo_id_and_the_account_wide_algo_limit() -> None:
     engine, _ = make_engine(max_open_algo_orders=2)
     engine.post_algo_order(STOP, T0)
     assert refusal(engine, STOP) == (-4116, "clientOrderId is duplicated")
-    engine.post_algo_order({**STOP, "clientAlgoId": "b"}, T0)
+    engine.post_algo_order(
+        {**STOP, "clientAlgoId": "b", "side": "BUY", "triggerPrice": "61000"}, T0
+    )
     assert refusal(engine, {**STOP, "clientAlgoId": "c"}) == (-4045, "Reach max stop order limit.")
 
 
@@ -628,3 +633,37 @@ def test_algo_replies_have_binance_keys_in_order_with_binance_types() -> None:
     assert list(queried) == QUERY_ALGO_KEYS
     assert (queried["actualOrderId"], queried["actualPrice"]) == ("", "0.00")
     assert engine.get_open_algo_orders({"symbol": "BTCUSDT"}, T0) == [queried]
+
+
+CLOSE_POSITION_EXISTS = (
+    -4130,
+    "An open stop or take profit order with GTE and closePosition in the direction is existing.",
+)
+
+
+def test_a_second_close_position_stop_in_one_direction_is_4130_until_the_first_is_gone() -> None:
+    engine, _ = make_engine()
+    market_buy(engine, "0.020")
+    first = engine.post_algo_order(STOP, T0)
+    moved = {**STOP, "clientAlgoId": "slt-7-stop-1", "triggerPrice": "59500.00"}
+    assert refusal(engine, moved) == CLOSE_POSITION_EXISTS
+    assert [a["clientAlgoId"] for a in engine.get_open_algo_orders({}, T0)] == ["slt-7-stop-0"]
+    engine.delete_algo_order({"algoId": str(first["algoId"])}, T0 + 1)
+    assert engine.post_algo_order(moved, T0 + 2)["triggerPrice"] == "59500.00"
+
+
+def test_close_position_4130_spares_other_types_sides_and_reduce_only_quantity_stops() -> None:
+    engine, _ = make_engine()
+    market_buy(engine, "0.020")
+    engine.post_algo_order(STOP, T0)
+    # A take-profit with closePosition on the same side, a closePosition stop the other way and a
+    # reduce-only quantity stop (the guard's bridge while it moves a stop) all rest beside it.
+    take_profit = {**STOP, "type": "TAKE_PROFIT_MARKET", "triggerPrice": "61000.00"}
+    engine.post_algo_order({**take_profit, "clientAlgoId": "tp"}, T0)
+    engine.post_algo_order(
+        {**STOP, "clientAlgoId": "buy", "side": "BUY", "triggerPrice": "61000.00"}, T0
+    )
+    bridge = {"closePosition": "", "quantity": "0.020", "reduceOnly": "true"}
+    engine.post_algo_order({**STOP, **bridge, "clientAlgoId": "slt-7-bridge-1"}, T0)
+    assert len(engine.get_open_algo_orders({}, T0)) == 4
+    assert refusal(engine, {**take_profit, "clientAlgoId": "tp2"}) == CLOSE_POSITION_EXISTS
