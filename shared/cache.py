@@ -82,7 +82,7 @@ class Keys:
         return f"{self.prefix}:guard:lease"
 
     def exit_plans(self) -> str:
-        """Hash {symbol: msgpack bus.ExitPlan}: the trader's stop/take-profit intent per entry."""
+        """Hash {entry client id: msgpack guard.ExitPlan}: the trader's exit plan per entry."""
         return f"{self.prefix}:guard:plans"
 
     def exit_reasons(self) -> str:

@@ -25,6 +25,9 @@ class Book:
     plans: dict[str, ex.Plan] = field(default_factory=dict)  # trader's plan, or the default
     tracks: dict[str, ex.Track] = field(default_factory=dict)  # best mark, current stop
     signals: dict[str, str] = field(default_factory=dict)  # signal id of the client order ids
+    # Entry client id of the trader's plan in use (its Redis field): deleted when the position
+    # closes. Absent for a position on the default plan.
+    plan_ids: dict[str, str] = field(default_factory=dict)
     exits_sent: dict[str, int] = field(default_factory=dict)  # exit orders sent for the position
     stops: dict[str, Decimal] = field(default_factory=dict)  # trigger of our resting stop
     resting: dict[str, list[RestingStop]] = field(default_factory=dict)  # stops resting (last seen)

@@ -8,6 +8,12 @@ enough to be worth a move (StopKeeper.is_move_due: ticks and interval, `[guard]`
 `reconcile` is the guard's full reconcile: the StopKeeper's, then an immediate close of each
 position whose stop would trigger at once (-2021).
 
+Isolation: `evaluate`, `execute_exit` and `reconcile` catch any exception of one symbol's
+handling (not only ExchangeError: a NaN level raises InvalidOperation, an entry of 0 ValueError)
+and report it through `SymbolFaults` (procs/guard/faults.py: `symbol_error` logged, alerted,
+counted); the caller's loop goes on with the other symbols. A full reconcile that fails as a
+whole is reported as symbol `all` and counted as a reconcile error (no entry lease this round).
+
 Every exchange mutation runs under the lock the guard's parts share (procs/guard/state.py).
 """
 
@@ -59,6 +65,7 @@ class ExitRunner:
         self.mark_fresh_mono_ms: int | None = None  # last time any source brought a newer mark
         self.trends: dict[str, float | None] = {}
         self._bad_mark_throttle = log.Throttle(BAD_MARK_LOG_INTERVAL_S)
+        self.faults = keeper.faults  # one symbol's failure: logged, alerted, counted
 
     def observe_mark(self, symbol: str, price: Decimal, event_ms: int) -> bool:
         """Record a mark from any source; return True when it is newer than the last one. A
@@ -86,7 +93,14 @@ class ExitRunner:
         await self.evaluate(symbol)
 
     async def evaluate(self, symbol: str) -> None:
-        """Move the trailing stop and apply the first exit rule that fires, if any."""
+        """Move the trailing stop and apply the first exit rule that fires, if any. Any
+        exception is this symbol's alone: reported (SymbolFaults), the caller goes on."""
+        try:
+            await self._evaluate(symbol)
+        except Exception as e:  # loop top of one symbol: report, the other symbols go on
+            await self.faults.report(symbol, "evaluate", e)
+
+    async def _evaluate(self, symbol: str) -> None:
         book = self.book
         holding, mark = book.holdings.get(symbol), self.marks.get(symbol)
         if holding is None or mark is None or book.is_flattening or symbol not in book.plans:
@@ -114,7 +128,14 @@ class ExitRunner:
             await self.reconcile(symbol)  # the stop tightened enough: move the resting one
 
     async def execute_exit(self, symbol: str, decision: ex.Exit) -> None:
-        """Send the reduce-only close a rule decided; then reconcile the symbol."""
+        """Send the reduce-only close a rule decided; then reconcile the symbol. Any exception
+        is this symbol's alone: reported (SymbolFaults), the caller goes on."""
+        try:
+            await self._execute_exit(symbol, decision)
+        except Exception as e:  # loop top of one symbol: report, the other symbols go on
+            await self.faults.report(symbol, "execute_exit", e)
+
+    async def _execute_exit(self, symbol: str, decision: ex.Exit) -> None:
         book = self.book
         async with self.lock:
             holding = book.holdings.get(symbol)
@@ -165,8 +186,17 @@ class ExitRunner:
         self, symbol: str | None = None, margins: dict[str, Decimal] | None = None
     ) -> None:
         """Reconcile through the StopKeeper (one symbol or all); then close at once each position
-        whose stop would trigger at once: the mark is already through it (-2021)."""
-        for s in await self.keeper.reconcile(symbol, margins):
+        whose stop would trigger at once: the mark is already through it (-2021). The
+        StopKeeper isolates each symbol of a full reconcile; what fails here is reported for
+        `symbol` (or `all`, then also counted as a reconcile error), never raised."""
+        try:
+            trigger_now = await self.keeper.reconcile(symbol, margins)
+        except Exception as e:  # loop top: report, the next reconcile retries
+            if symbol is None:
+                self.stats["errors"] += 1  # no entry lease after a reconcile that failed
+            await self.faults.report(symbol or "all", "reconcile", e)
+            return
+        for s in trigger_now:
             holding = self.book.holdings.get(s)
             if holding is not None:
                 await self.execute_exit(

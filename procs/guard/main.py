@@ -4,7 +4,8 @@ is watched against the exit rules; silence flattens (the dead-man's switch).
 
 Subscribes to: the account's user-data stream (its own connection), `mark.*` and `marks.*` on
 the feed's ZeroMQ bus, the shared-memory marks, kline windows and heartbeat table; REST for
-reconciliation, and for marks and positions while the feed is silent (`guard.feed_silent_after_s`).
+reconciliation, and for marks and positions while the feed is silent (`guard.feed_silent_after_s`)
+or its marks are stale (`guard.marks_stale_after_s`: a stalled socket leaves the feed beating).
 None of these is a start-up dependency: without Redis, ZeroMQ or the feed it runs on REST alone.
 Publishes: the halt flag (`<run.dir>/guard/halt.json`, mirrored in Redis), alerts (Redis stream +
 ERROR `alert` log lines), its heartbeat slot `guard` (progress: reconcile, mark, order), the entry
@@ -51,6 +52,7 @@ PROCESS = "guard"
 TREND_REFRESH_S = 10.0
 STATS_INTERVAL_S = 60.0
 RECONCILE_DEBOUNCE_S = 0.02
+UNSETTLED_RECHECK_S = 0.5  # a symbol a snapshot did not settle (stale, first flat) is read again
 WATCHDOG_SILENT_INTERVALS = 10  # watchdog heartbeats missed before the guard alerts
 
 
@@ -67,6 +69,9 @@ class Sources:
         self.feed_last_ms: int | None = None
         self.trader_last_ms: int | None = None
         self.watchdog_last_ms: int | None = None  # None: not seen since our start (not deployed)
+        # symbol -> (event time ms of the newest streamed mark, monotonic ms it arrived): REST
+        # marks do not count here, so REST mode ends only when the streams bring prices again.
+        self.stream_marks: dict[str, tuple[int, int]] = {}
         self.klines: KlineReader | None = None
         self.beats: HeartbeatReader | None = None
 
@@ -92,9 +97,24 @@ class Sources:
                     continue
                 self.feed_last_ms = _mono_ms()
                 for mark in marks:
+                    self._note_stream_mark(mark.symbol, mark.ts_ms)
                     await self.guard.exits.on_mark(
                         mark.symbol, Decimal(repr(mark.price)), mark.ts_ms
                     )
+
+    def _note_stream_mark(self, symbol: str, event_ms: int) -> None:
+        """Record a streamed mark; it counts as fresh only when newer than the last streamed."""
+        last = self.stream_marks.get(symbol)
+        if last is None or event_ms > last[0]:
+            self.stream_marks[symbol] = (event_ms, _mono_ms())
+
+    def stream_mark_last_ms(self) -> int | None:
+        """Return the oldest, over the open positions, of the last arrival of a newer streamed
+        mark (None when one of them never had one)."""
+        seen = [self.stream_marks.get(s) for s in self.guard.book.holdings]
+        if any(v is None for v in seen):
+            return None
+        return min((v[1] for v in seen if v is not None), default=None)
 
     def _attach(self) -> None:
         if self.klines is None:
@@ -130,6 +150,7 @@ class Sources:
             for s in symbols:
                 mark = self.klines.mark(s)
                 if mark is not None:
+                    self._note_stream_mark(s, mark.time_ms)
                     await self.guard.exits.on_mark(s, Decimal(repr(mark.price)), mark.time_ms)
             if refresh_trends:
                 bars = self.cfg.exits.counter_trend_slow_bars * 2
@@ -160,6 +181,7 @@ class Sources:
                 trader_last_ms=self.trader_last_ms,
                 mark_last_ms=self.guard.exits.mark_fresh_mono_ms,
                 has_positions=bool(self.guard.book.holdings),
+                stream_mark_last_ms=self.stream_mark_last_ms(),
             )
             await self.guard.safety.apply_silence(silence_decision(live, g, self.cfg.dms))
             await self._check_watchdog(live.now_ms)
@@ -178,7 +200,8 @@ class Sources:
             )
 
     async def rest_poll(self) -> None:
-        """While in REST mode: marks of the open positions over REST (weight 1 each)."""
+        """While in REST mode: marks of the open positions over REST (weight 1 each). They keep
+        the blind check of the dead-man's switch satisfied, never the streamed-marks check."""
         while True:
             await asyncio.sleep(self.cfg.guard.rest_poll_interval_s)
             if not self.guard.safety.is_rest_mode:
@@ -210,6 +233,16 @@ def warn_weight_budget(cfg: Config, logger: log.EventLogger) -> None:
         )
 
 
+def rest_mode_reconcile_interval_s(cfg: Config) -> float:
+    """Return the full-reconcile interval in REST mode: every two REST polls, but never more
+    weight per minute than the guard's reserved share. Faster, the reconciles spent the whole
+    IP budget and held back the REST marks for seconds, the marks that keep the dead-man's
+    blind flatten away while the streams stall (issue 13, hole 14)."""
+    reserved_per_min = cfg.exchange.weight_limit_1m * cfg.exchange.guard_reserved_share
+    within_share_s = RECONCILE_WEIGHT * 60 / reserved_per_min if reserved_per_min > 0 else 0.0
+    return max(2 * cfg.guard.rest_poll_interval_s, within_share_s)
+
+
 async def reconcile(guard: Guard, lease: LeaseKeeper, margins: dict[str, Decimal]) -> None:
     """Reconcile every symbol, then renew the entry lease if it answered (no reconcile error
     counted meanwhile, a conservative test) and every position has its resting stop, else
@@ -237,7 +270,7 @@ async def reconcile_loop(
             await guard.safety.check_equity(account)
         interval = cfg.guard.reconcile_interval_s
         if guard.safety.is_rest_mode:
-            interval = min(interval, 2 * cfg.guard.rest_poll_interval_s)
+            interval = min(interval, rest_mode_reconcile_interval_s(cfg))
         await asyncio.sleep(interval)
 
 
@@ -261,6 +294,8 @@ async def user_events(
         except ValueError as e:  # msgspec errors included
             logger.warning("bad_message", reason=str(e)[:200], head=data[:200])
             continue
+        for symbol in _event_symbols(event):  # REST reads started before now are stale there
+            guard.keeper.note_event(symbol)
         if isinstance(event, b.AccountUpdate):
             guard.safety.note_account_update(event.reason)  # a transfer: net it before a trip
             for p in event.positions:  # a fill: the resting stop first, the REST check next
@@ -284,11 +319,26 @@ async def user_events(
         wake.set()
 
 
+def _event_symbols(event: object) -> list[str]:
+    """Return the symbols a decoded user-data event concerns."""
+    if isinstance(event, (b.AccountUpdate, b.MarginCall)):
+        return [p.symbol for p in event.positions]
+    if isinstance(event, (b.OrderUpdate, b.AlgoUpdate)):
+        return [event.symbol]
+    return []
+
+
 async def reconcile_pending(guard: Guard, pending: set[str], wake: asyncio.Event) -> None:
     """Reconcile the symbols user-data events touched, off the event loop's reading path (a
-    burst of events for one symbol costs one reconcile)."""
+    burst of events for one symbol costs one reconcile); read again, shortly after, the symbols
+    a snapshot did not settle (read before an event, or a first flat read)."""
     while True:
-        await wake.wait()
+        if guard.keeper.unsettled:  # whatever else happens, read those again soon
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), UNSETTLED_RECHECK_S)
+            pending.update(guard.keeper.unsettled)
+        else:
+            await wake.wait()
         # The events of one fill arrive as several frames: let the position's own event take
         # the fast path (protect_fill) before a reconcile holds the lock for four round trips.
         await asyncio.sleep(RECONCILE_DEBOUNCE_S)

@@ -114,6 +114,13 @@ class Guard:
         self, symbol: str, amount: Decimal, entry_price: Decimal, event_ms: int
     ) -> None:
         """Protect a position at once from its user-data event (StopKeeper.protect_fill); a stop
-        that would trigger at once sends the symbol through a full reconcile, which closes it."""
-        if await self.keeper.protect_fill(symbol, amount, entry_price, event_ms):
+        that would trigger at once sends the symbol through a full reconcile, which closes it.
+        Any exception is this symbol's alone: reported (SymbolFaults); the REST reconcile the
+        event also queues retries it."""
+        try:
+            trigger_now = await self.keeper.protect_fill(symbol, amount, entry_price, event_ms)
+        except Exception as e:  # loop top of one symbol: report, the other symbols go on
+            await self.keeper.faults.report(symbol, "protect", e)
+            return
+        if trigger_now:
             await self.exits.reconcile(symbol)  # exchange truth first, then the close (-2021)

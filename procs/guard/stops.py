@@ -1,8 +1,10 @@
 """The guard's stop keeping: exchange truth in, a resting protective stop per position out.
 
 `StopKeeper` reads the positions and resting algo orders over REST, records each position in the
-shared `Book` with its Plan (the trader's ExitPlan from Redis, or the default plan for a position
-it did not open: adopted, then alerted), its Track and its signal id, and makes the resting stops
+shared `Book` with its Plan (the trader's ExitPlan from Redis when bound to the position's opening
+fill, its levels derived from that fill and checked (procs/guard/logic/plans.py, issue 13, hole 2),
+deleted when the position closes; else the default plan: adopted, then alerted), its Track and its
+signal id, and makes the resting stops
 match (shared/core/reconcile.plan_stops, performed by procs/guard/protect.py). A stop that would
 trigger at once (-2021) is not closed here: `reconcile` and `protect_fill` return those symbols
 and `ExitRunner.reconcile` (procs/guard/exits.py) closes them.
@@ -13,12 +15,19 @@ The stop that should rest is the Track's carried stop, followed only on a meanin
 the whole position rests at every instant, also on Binance, which refuses a second closePosition
 stop in one direction (-4130).
 
+A REST snapshot is believed per symbol only as shared/core/reconcile.believe_snapshot says (issue
+13, hole 9): not when its read started before the symbol's last user-data event (`note_event`),
+and a flat symbol's stops are cancelled and its position forgotten only on the second flat read in
+a row; until then the symbol stays as it was and is listed in `unsettled`, which the guard reads
+again soon.
+
 Every exchange mutation runs under the lock the guard's parts share (procs/guard/state.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from decimal import Decimal
@@ -27,17 +36,21 @@ import msgspec
 
 from procs.guard import protect
 from procs.guard.book import Book, closing_side
+from procs.guard.faults import SymbolFaults
+from procs.guard.logic import plans as pl
 from shared import log
 from shared.cache import Cache, CacheUnavailableError
 from shared.config import Config
 from shared.core import exits as ex
 from shared.core.ids import is_ours
 from shared.core.reconcile import (
+    FlatRun,
     PlaceBridge,
     PlaceStop,
     RestingStop,
     StopPlan,
     WantedStop,
+    believe_snapshot,
     covers,
     is_protective,
     plan_stops,
@@ -48,6 +61,11 @@ from shared.exchange.rest import ExchangeClient
 from shared.schemas import binance as b
 from shared.schemas import guard as g
 from shared.store.alerts import Alerter
+
+# A trader's plan is bound through the symbol's fills (userTrades: the last 7 days by default,
+# weight 5 whatever the limit); an older plan can never be bound, so it is deleted.
+PLAN_MAX_AGE_MS = 7 * 24 * 3_600_000
+PLAN_FILLS_LIMIT = 200
 
 
 class StopKeeper:
@@ -71,6 +89,15 @@ class StopKeeper:
         self.lock, self.log, self.alerter, self.cache = lock, logger, alerter, cache
         self.stats, self.progress = stats, progress
         self.moved_ms: dict[str, int] = {}  # symbol -> monotonic ms of its last stop placed
+        self.last_event_ns: dict[str, int] = {}  # symbol -> monotonic ns of its last user event
+        self.flat_runs: dict[str, FlatRun] = {}  # symbol -> its believed flat reads in a row
+        self.unsettled: set[str] = set()  # symbols the last snapshot did not settle: read again
+        self.faults = SymbolFaults(logger, alerter, stats)  # one symbol's failure, isolated
+
+    def note_event(self, symbol: str) -> None:
+        """Record that a user-data event of `symbol` arrived now: REST reads started before it
+        are not believed for that symbol."""
+        self.last_event_ns[symbol] = time.monotonic_ns()
 
     def _resting_trigger(self, symbol: str, side: str) -> Decimal | None:
         """Return the trigger of our closePosition stop resting on `side` (the tightest, should
@@ -154,7 +181,8 @@ class StopKeeper:
             book.holdings[symbol] = holding
             resting = book.resting.get(symbol, [])
             book.plans.pop(symbol, None)
-            self._adopt(symbol, holding, (await self._load_plans()).get(symbol), resting)
+            plans = (await self._load_plans()).get(symbol, [])
+            self._adopt(symbol, holding, await self._choose_plan(holding, plans), resting)
             wanted = {
                 symbol: WantedStop(
                     symbol=symbol,
@@ -168,20 +196,71 @@ class StopKeeper:
             self.progress["order"] = time.monotonic_ns()
         return trigger_now
 
-    async def _load_plans(self) -> dict[str, g.ExitPlan]:
+    async def _load_plans(self) -> dict[str, list[g.ExitPlan]]:
+        """Return the trader's ExitPlans by symbol (several: one per entry client id). A plan
+        that does not decode, or older than the userTrades window that could bind it, is
+        deleted: it can never be used."""
         if self.cache is None:
             return {}
+        key = self.cache.keys.exit_plans()
         try:
-            raw = await self.cache.get_fields(self.cache.keys.exit_plans())
+            raw = await self.cache.get_fields(key)
         except CacheUnavailableError:
             return {}
-        plans = {}
-        for symbol, value in raw.items():
+        plans: dict[str, list[g.ExitPlan]] = {}
+        oldest_ms = time.time_ns() // 1_000_000 - PLAN_MAX_AGE_MS
+        for client_id, value in raw.items():
             try:
-                plans[symbol] = g.decode_plan(value)
+                plan = g.decode_plan(value)
             except msgspec.DecodeError as e:
-                self.log.warning("exit_plan_invalid", symbol=symbol, error=str(e)[:200])
+                self.log.warning("exit_plan_invalid", client_id=client_id, error=str(e)[:200])
+                plan = None
+            if plan is None or plan.created_ms < oldest_ms:
+                with contextlib.suppress(CacheUnavailableError):
+                    await self.cache.set_field(key, client_id, None)
+                continue
+            plans.setdefault(plan.symbol, []).append(plan)
         return plans
+
+    async def _choose_plan(self, holding: ex.Holding, plans: list[g.ExitPlan]) -> pl.Chosen | None:
+        """Return the trader's plan bound to the fill that opened `holding`, its levels derived
+        from that fill and checked (procs/guard/logic/plans.py), or None: the default plan
+        applies (`exit_plan_rejected` says why when there were plans)."""
+        s = holding.symbol
+        side = "BUY" if holding.quantity > 0 else "SELL"
+        candidates = [p for p in plans if p.side == side]
+        if not plans:
+            return None
+        try:
+            fills, orders = [], []
+            if candidates:
+                fills = [
+                    pl.Fill(t.order_id, t.quantity if t.side == "BUY" else -t.quantity)
+                    for t in await self.client.user_trades(s, limit=PLAN_FILLS_LIMIT)
+                ]
+            for p in candidates:
+                order = await self.client.fetch_order_by_client_id(s, p.client_id)
+                if order is not None:
+                    orders.append(pl.EntryOrder(p.client_id, order.order_id, order.side))
+            chosen = pl.choose_plan(plans, holding, self.specs[s].tick_size, fills, orders)
+        except ExchangeError as e:  # the binding cannot be checked: the default plan protects
+            chosen = f"fills not readable: {str(e)[:200]}"
+        if isinstance(chosen, str):
+            self.log.warning("exit_plan_rejected", symbol=s, reason=chosen)
+            return None
+        return chosen
+
+    async def _drop_plan(self, symbol: str) -> None:
+        """Delete the trader's plan bound to `symbol`'s position, which has closed."""
+        client_id = self.book.plan_ids.pop(symbol, None)
+        if client_id is None or self.cache is None:
+            return
+        try:
+            await self.cache.set_field(self.cache.keys.exit_plans(), client_id, None)
+        except CacheUnavailableError as e:  # bound to a closed position's fill: never used again
+            self.log.warning("exit_plan_not_removed", symbol=symbol, error=str(e)[:200])
+            return
+        self.log.info("exit_plan_removed", symbol=symbol, client_id=client_id)
 
     def _holding(self, p: b.Position, margin: Decimal) -> ex.Holding:
         known = self.book.holdings.get(p.symbol)
@@ -201,44 +280,81 @@ class StopKeeper:
     async def _reconcile(self, symbol: str | None, margins: dict[str, Decimal]) -> list[str]:
         book = self.book
         # Stops are algo orders; regular orders matter only to a flatten (which fetches them).
+        read_ns = time.monotonic_ns()
         truth = await protect.fetch_truth(self.client, symbol, with_orders=False)
-        scope = [symbol] if symbol else sorted(set(truth.positions) | set(book.holdings))
+        belief = believe_snapshot(
+            [symbol] if symbol else sorted(set(truth.positions) | set(book.holdings)),
+            {s: p.amount for s, p in truth.positions.items()},
+            read_ns,
+            self.last_event_ns,
+            self.flat_runs,
+        )
+        self.flat_runs = belief.flat_runs
+        self.unsettled.difference_update(belief.settled)
+        self.unsettled.update(belief.held_back)
+        for s in belief.held_back:  # left as it was: its stops rest, its position is kept
+            stale = read_ns <= self.last_event_ns.get(s, read_ns - 1)
+            self.log.info(
+                "snapshot_held_back",
+                symbol=s,
+                reason="read_before_event" if stale else "first_flat_read",
+            )
+        scope = list(belief.settled)
         plans = (
             await self._load_plans() if any(s not in book.plans for s in truth.positions) else {}
         )
         resting = protect.resting_stops(truth.algo_orders)
+        failed: set[str] = set()  # symbols whose handling failed: reported, left as they are
         for s in scope:
-            p = truth.positions.get(s)
-            if p is None or s not in self.specs:
-                if s in book.holdings:
-                    self.log.info("position_gone", symbol=s)
-                for d in (book.holdings, book.plans, book.tracks, book.signals, book.exits_sent):
-                    d.pop(s, None)
-                if p is not None:
-                    await self.alerter.send(
-                        "unknown_symbol", f"position in {s}, a symbol without spec", s
-                    )
-                continue
-            known = book.holdings.get(s)
-            holding = self._holding(
-                p, margins.get(s, Decimal(0)) or (known.isolated_margin if known else Decimal(0))
-            )
-            flipped = known is not None and (known.quantity > 0) != (p.amount > 0)
-            book.holdings[s] = holding
-            book.resting[s] = [r for r in resting if r.symbol == s]
-            if s in book.plans and not flipped:
-                continue
-            self._adopt(s, holding, plans.get(s), resting)
-        wanted = {
-            s: WantedStop(
-                symbol=s,
-                side=closing_side(book.holdings[s].quantity),
-                trigger_price=self.stop_to_rest(s, book.tracks[s].stop_price),
-                signal_id=book.signals[s],
-            )
-            for s in scope
-            if s in book.holdings
-        }
+            try:
+                p = truth.positions.get(s)
+                if p is None or s not in self.specs:
+                    if s in book.holdings:
+                        self.log.info("position_gone", symbol=s)
+                    await self._drop_plan(s)
+                    for d in (
+                        book.holdings,
+                        book.plans,
+                        book.tracks,
+                        book.signals,
+                        book.exits_sent,
+                    ):
+                        d.pop(s, None)
+                    if p is not None:
+                        await self.alerter.send(
+                            "unknown_symbol", f"position in {s}, a symbol without spec", s
+                        )
+                    continue
+                known = book.holdings.get(s)
+                holding = self._holding(
+                    p,
+                    margins.get(s, Decimal(0)) or (known.isolated_margin if known else Decimal(0)),
+                )
+                flipped = known is not None and (known.quantity > 0) != (p.amount > 0)
+                book.holdings[s] = holding
+                book.resting[s] = [r for r in resting if r.symbol == s]
+                if s in book.plans and not flipped:
+                    continue
+                self._adopt(s, holding, await self._choose_plan(holding, plans.get(s, [])), resting)
+            except Exception as e:  # loop top of one symbol: report, the others go on
+                failed.add(s)
+                await self.faults.report(s, "reconcile", e)
+        wanted: dict[str, WantedStop] = {}
+        for s in [s for s in scope if s in book.holdings and s not in failed]:
+            try:
+                trigger = self.stop_to_rest(s, book.tracks[s].stop_price)
+                if not b.is_price(trigger):
+                    raise ValueError(f"stop trigger {trigger} is not finite and positive")
+                wanted[s] = WantedStop(
+                    symbol=s,
+                    side=closing_side(book.holdings[s].quantity),
+                    trigger_price=trigger,
+                    signal_id=book.signals[s],
+                )
+            except Exception as e:  # loop top of one symbol: report, the others go on
+                failed.add(s)
+                await self.faults.report(s, "reconcile", e)
+        scope = [s for s in scope if s not in failed]  # a failed symbol's stops stay as they are
         amounts = {s: truth.positions[s].amount for s in scope if s in truth.positions}
         stop_plan = plan_stops(amounts, wanted, [r for r in resting if r.symbol in scope])
         return await self._apply(
@@ -309,28 +425,28 @@ class StopKeeper:
         self,
         s: str,
         holding: ex.Holding,
-        plan: g.ExitPlan | None,
+        chosen: pl.Chosen | None,
         resting: list[RestingStop],
     ) -> None:
         book = self.book
         spec = self.specs[s]
         is_long = holding.quantity > 0
-        if plan is not None and (plan.side == "BUY") == is_long:
-            book.plans[s] = ex.Plan(
-                stop_price=plan.stop_price,
-                take_profit_price=plan.take_profit_price,
-                invalidation_price=plan.invalidation_price,
-            )
-            book.signals[s] = plan.signal_id
+        if chosen is not None:  # bound to this position's opening fill, derived from it, checked
+            book.plans[s] = chosen.plan
+            book.signals[s] = chosen.exit_plan.signal_id
+            book.plan_ids[s] = chosen.exit_plan.client_id
             self.log.info(
                 "position_protected",
                 symbol=s,
                 qty=holding.quantity,
                 entry=holding.entry_price,
-                stop=plan.stop_price,
+                stop=chosen.plan.stop_price,
+                take_profit=chosen.plan.take_profit_price,
+                client_id=chosen.exit_plan.client_id,
                 source="trader_plan",
             )
         else:
+            book.plan_ids.pop(s, None)
             book.plans[s] = ex.default_plan(holding, self.cfg.exits, spec.tick_size)
             book.signals[s] = stop_signal_of(resting, s) or f"{s}_{holding.opened_ms}"
             self.stats["adopted"] += 1

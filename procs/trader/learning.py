@@ -7,9 +7,12 @@ and `slt model rollback` take effect that way too). The champion is also kept in
 trades with the last champion it knew.
 
 `Retrainer` trains a challenger in a separate process (a `spawn` ProcessPoolExecutor with one
-worker): decisions never wait for it. The training set is the kline history fetched over REST
-(`trader.history_bars` per symbol, labelled with the model's barrier) plus one sample per closed
-trade, real or virtual (its features at entry, direction, and whether it won). The champion is
+worker): decisions never wait for it. The worker dies with the trader (`die_with_parent`): on Linux
+the kernel sends it SIGKILL when the trader's main thread ends, however it ends (kill -9, the
+watchdog's KILL), so no 146 MB orphan outlives it; elsewhere the worker is left as it is.
+The training set is the kline history fetched over REST (`trader.history_bars` per symbol,
+labelled with the model's barrier) plus one sample per closed trade, real or virtual (its
+features at entry, direction, and whether it won). The champion is
 scored on the challenger's held-out rows, the same rows, and `model.decide_promotion` decides;
 the challenger is saved either way (champion or rejected) and the decision recorded in
 `promotion_decisions`.
@@ -19,8 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ctypes
 import dataclasses
 import multiprocessing
+import os
+import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +45,24 @@ from shared.schemas import records as r
 from shared.store.db import Database
 from shared.store.durable import save_atomically
 
+PR_SET_PDEATHSIG = 1  # prctl(2) option: the signal this process gets when its parent dies
+
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: ask Linux to SIGKILL this process when its parent (the thread that
+    spawned it, the trader's main thread) ends. If the parent died before the request took
+    effect, exit now. Does nothing on other systems."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:  # already reparented: the signal will never come
+        os._exit(1)
 
 
 class ModelHolder:
@@ -143,7 +165,10 @@ class Retrainer:
         self.cfg = model_cfg
         self.log = logger
         self.pool = concurrent.futures.ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
         )
         self.is_running = False
         self.trainings = 0

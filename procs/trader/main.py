@@ -137,10 +137,12 @@ class Loops:
                 self.log.warning("shm_read_failed", error=str(e)[:200])
 
     async def positions(self) -> None:
-        """Equity and win statistics for sizing; closed real positions become closed trades."""
+        """Equity and win statistics for sizing; closed real positions become closed trades;
+        entries whose outcome is unknown are asked about again until settled."""
         while True:
             await asyncio.sleep(self.cfg.trader.position_check_interval_s)
             try:
+                await self.trader.settle_unknown()
                 await self.trader.refresh_account()
             except ExchangeError as e:
                 self.log.warning("position_check_failed", error=str(e)[:300])

@@ -12,15 +12,18 @@ decision has only the last few left to score; the result is the one batch's, bit
 An entry, in this order (money safety):
  1. the intent is recorded (PostgreSQL, or the outbox while it is down) with its client id;
  2. margin type and leverage are set for the symbol;
- 3. the ExitPlan (stop, take-profit) is written to Redis `Keys.exit_plans`, so the guard protects
-    the fill with the trader's levels (without Redis the guard still protects it, with its
-    default plan);
+ 3. the ExitPlan (stop and take-profit distances, and the entry's client id) is stored in Redis
+    `Keys.exit_plans`, so the guard protects the fill with the trader's distances from the fill
+    price. No plan stored, no entry: the intent is recorded as rejected (`exit_plan_unstored`).
+    Sending it anyway would leave the position to the guard's default plan, levels the trader
+    did not choose, and Redis refusing a write is rare and short (issue 13, hole 2);
  4. a MARKET order with the deterministic client id `slt-<signal>-entry-0` (the signal id is the
     symbol, the minute and the side: a restart recomputes it, and the recorded intent stops a
     second send), sent only if the entry gate (procs/trader/gate.py) allows it right then: not
     halted, and the guard's lease valid (the guard protects every position now). The gate is
     also asked before step 1, so a blocked entry usually leaves no trace but `entry_blocked`;
-    one blocked at the send is recorded as rejected and its ExitPlan removed;
+    one blocked at the send, or refused by the exchange, is recorded as rejected and its
+    ExitPlan removed (a plan binds only to its own order's fill in any case);
  5. the fill is recorded as an open trade. The guard places the exchange stop from the fill.
 
 Closes: the guard (or the exchange stop) closes real positions; `check_positions` sees a tracked
@@ -45,6 +48,7 @@ import numpy.typing as npt
 
 from procs.trader.gate import EntryGate
 from procs.trader.learning import ModelHolder
+from procs.trader.logic import outcomes as oc
 from procs.trader.logic import sizing
 from procs.trader.logic import virtual as vt
 from procs.trader.logic.signals import Candidate, candidates_from_probabilities, select_entries
@@ -67,6 +71,16 @@ from shared.store.halt import halt_path, load_halt
 
 SIDE_DIRECTION = {"BUY": 1, "SELL": -1}
 VIRTUAL_NOTIONAL_USDT = Decimal(1000)
+# An entry the exchange does not know is final this long after its intent past the recvWindow
+# (no request signed before can be accepted any more); before that it may still be in flight.
+NOT_FOUND_MARGIN_MS = 60_000
+AWAY_FILLS = 1000  # newest fills per symbol read at start to rebuild trades done while away
+AWAY_PREFIX = "away"  # trade id of a rebuilt trade: away_<symbol>_<first fill id>
+
+
+class PlanUnstoredError(Exception):
+    """The entry's ExitPlan could not be stored in Redis; the message says why. Nothing was
+    sent."""
 
 
 class EntryBlockedError(Exception):
@@ -218,6 +232,11 @@ class Trader:
             )
         self.klines: KlineReader | None = None
         self.open_trades: dict[str, OpenTrade] = {}
+        # Entries whose outcome is not known yet, by client id, with their features: asked again
+        # every position check until settled; their symbols are not entered meanwhile.
+        self.unsettled: dict[str, tuple[r.OrderIntent, tuple[float, ...]]] = {}
+        self.exchange_positions: set[str] = set()  # symbols with any position, last REST read
+        self.not_found_final_ms = cfg.exchange.recv_window_ms + NOT_FOUND_MARGIN_MS
         self.virtuals: OrderedDict[str, vt.VirtualPosition] = OrderedDict()
         self.brackets: dict[str, b.SymbolBrackets] = {}
         self.prepared: dict[str, int] = {}  # symbol -> leverage set at the exchange
@@ -264,7 +283,7 @@ class Trader:
         min_conf = t.relaxed_min_confidence if t.relaxed_signal_mode else t.min_confidence
         max_open = t.max_open_positions if t.enabled else 0
         selection = select_entries(
-            candidates, set(self.open_trades), max_open, min_conf, halt.is_halted
+            candidates, self.busy_symbols(), max_open, min_conf, halt.is_halted
         )
         index = {s: i for i, s in enumerate(symbols)}
 
@@ -292,6 +311,12 @@ class Trader:
             model_version=model.version,
             score_ms=round(score_ms, 2) if score_ms is not None else None,
         )
+
+    def busy_symbols(self) -> set[str]:
+        """Symbols never entered now: an open trade, any exchange position (hand-opened ones
+        too), or an entry whose outcome is not settled."""
+        pending = {intent.symbol for intent, _ in self.unsettled.values()}
+        return set(self.open_trades) | self.exchange_positions | pending
 
     def score(self, minute_ms: int, symbols: Iterable[str]) -> int:
         """Score the symbols of `minute_ms` that closed and are not scored yet (MinuteScores);
@@ -404,6 +429,8 @@ class Trader:
         cid = client_order_id(sid, "entry", 0)
         if not (await self.gate.check(c.symbol, cid)).is_allowed:
             return  # nothing done yet; asked again right before the send
+        if not await self._is_flat(c.symbol, cid):
+            return
         spec = self.specs[c.symbol]
         price = Decimal(repr(c.price))
         try:
@@ -441,7 +468,7 @@ class Trader:
         steps = await asyncio.gather(
             self.recorder.record(intent),  # never lost: the outbox takes it during an outage
             self._prepare(c.symbol, leverage),
-            self._publish_plan(c.symbol, sid, c.side, plan),
+            self._publish_plan(c.symbol, sid, cid, c.side),
             return_exceptions=True,
         )
         failed = next((e for e in steps if isinstance(e, BaseException)), None)
@@ -451,41 +478,39 @@ class Trader:
             order = await self._send_entry(c.symbol, c.side, check.quantity, cid)
         except EntryBlockedError as e:  # logged by the gate
             await self.recorder.record(_settled(intent, "rejected", f"entry_blocked: {e}"))
-            await self._withdraw_plan(c.symbol)
+            await self._withdraw_plan(cid)
             return
+        except PlanUnstoredError as e:  # no entry without its plan (module docstring, step 3)
+            self.stats["entry_failures"] += 1
+            self.log.warning(
+                "exit_plan_unstored",
+                symbol=c.symbol,
+                client_id=cid,
+                action="entry_not_sent",
+                error=str(e)[:200],
+            )
+            await self.recorder.record(_settled(intent, "rejected", "exit_plan_unstored"))
+            return
+        except ExecutionUnknownError as e:  # sent, and even the look-up failed
+            order, unknown = None, str(e)[:300]
         except ExchangeError as e:
             self.stats["entry_failures"] += 1
             self.log.warning("entry_failed", symbol=c.symbol, client_id=cid, error=str(e)[:300])
             await self.recorder.record(_settled(intent, "rejected", str(e)[:300]))
+            await self._withdraw_plan(cid)
             return
-        if order is None or order.executed_qty <= 0:
-            status = order.status if order else "unknown"
+        else:
+            unknown = "not found at the exchange yet"
+        outcome = oc.entry_outcome(order, now, _now_ms(), self.not_found_final_ms)
+        if outcome == "unknown":
+            await self._keep_unknown(intent, row, order.status if order else unknown)
+            return
+        if outcome == "rejected" or order is None:
+            status = order.status if order else "not found at the exchange"
             await self.recorder.record(_settled(intent, "rejected", status))
             self.log.warning("entry_not_filled", symbol=c.symbol, client_id=cid, status=status)
             return
-        self.progress["order"] = time.monotonic_ns()
-        self.stats["entries"] += 1
-        entry_ms = order.update_time_ms
-        trade = OpenTrade(
-            sid,
-            c.symbol,
-            c.side,
-            order.executed_qty,
-            order.avg_price,
-            entry_ms,
-            leverage,
-            c.confidence,
-            version,
-            row,
-        )
-        self.open_trades[c.symbol] = trade
-        await self.recorder.record(
-            msgspec.structs.replace(intent, status="filled", updated_ms=_now_ms())
-        )
-        await self.recorder.record(self._trade_record(trade))
-        await self.recorder.record(
-            r.PositionEntry(symbol=c.symbol, signal_id=sid, entry_ms=entry_ms)
-        )
+        await self._record_fill(intent, order, row, "")
         self.log.info(
             "order_filled",
             symbol=c.symbol,
@@ -499,26 +524,125 @@ class Trader:
             take_profit=plan.take_profit_price,
         )
 
-    async def _publish_plan(self, symbol: str, sid: str, side: str, plan: ex.Plan) -> None:
+    async def _is_flat(self, symbol: str, cid: str) -> bool:
+        """True when the exchange shows no position in `symbol` now (nor an unsettled entry of
+        ours): a position opened by hand or by an entry whose record was lost is never added to."""
+        pending = [i.client_id for i, _ in self.unsettled.values() if i.symbol == symbol]
+        if pending:
+            self.log.info(
+                "entry_skipped", symbol=symbol, reason="unsettled_entry", pending=pending[0]
+            )
+            return False
+        try:
+            amount = sum((p.amount for p in await self.client.position_risk(symbol)), Decimal(0))
+        except ExchangeError as e:
+            self.stats["entry_failures"] += 1
+            self.log.warning(
+                "entry_skipped", symbol=symbol, reason="position_unknown", error=str(e)[:200]
+            )
+            return False
+        if amount != 0:
+            self.exchange_positions.add(symbol)
+            self.log.warning(
+                "entry_skipped", symbol=symbol, reason="position_open", amount=amount, client_id=cid
+            )
+            return False
+        return True
+
+    async def _keep_unknown(self, intent: r.OrderIntent, row: tuple[float, ...], why: str) -> None:
+        """Record an entry whose outcome is not known as `unknown`; asked again until settled."""
+        self.unsettled[intent.client_id] = (intent, row)
+        await self.recorder.record(_settled(intent, "unknown", why[:300]))
+        self.log.warning(
+            "entry_unknown", symbol=intent.symbol, client_id=intent.client_id, detail=why[:300]
+        )
+
+    async def _record_fill(
+        self, intent: r.OrderIntent, order: b.Order, row: tuple[float, ...], detail: str
+    ) -> OpenTrade:
+        """Record a filled entry (intent filled, the open trade, its position entry) and follow
+        it as an open trade; return it."""
+        self.progress["order"] = time.monotonic_ns()
+        self.stats["entries"] += 1
+        trade = OpenTrade(
+            intent.signal_id,
+            intent.symbol,
+            intent.side,
+            order.executed_qty,
+            order.avg_price,
+            order.update_time_ms,
+            intent.leverage,
+            intent.confidence,
+            intent.model_version,
+            row,
+        )
+        self.open_trades[intent.symbol] = trade
+        await self.recorder.record(_settled(intent, "filled", detail))
+        await self.recorder.record(self._trade_record(trade))
+        await self.recorder.record(
+            r.PositionEntry(
+                symbol=intent.symbol, signal_id=intent.signal_id, entry_ms=order.update_time_ms
+            )
+        )
+        return trade
+
+    async def settle_unknown(self) -> None:
+        """Ask the exchange again about each entry whose outcome is unknown: a fill becomes an
+        open trade (closed by the next position check if the position is already gone), a
+        final refusal or an order still unknown past its recvWindow is rejected; anything else
+        stays unknown for the next call."""
+        for cid, (intent, row) in list(self.unsettled.items()):
+            try:
+                order = await self.client.fetch_order_by_client_id(intent.symbol, cid)
+            except ExchangeError as e:
+                self.log.info("entry_still_unknown", client_id=cid, error=str(e)[:200])
+                continue
+            outcome = oc.entry_outcome(order, intent.created_ms, _now_ms(), self.not_found_final_ms)
+            if outcome == "unknown":
+                continue
+            del self.unsettled[cid]
+            if outcome == "filled" and order is not None:
+                await self._record_fill(intent, order, row, "settled after an unknown outcome")
+                self.log.warning(
+                    "entry_settled",
+                    symbol=intent.symbol,
+                    client_id=cid,
+                    outcome=outcome,
+                    qty=order.executed_qty,
+                    price=order.avg_price,
+                )
+                continue
+            status = order.status if order else "not found at the exchange"
+            await self.recorder.record(_settled(intent, "rejected", f"settled: {status}"))
+            self.log.warning(
+                "entry_settled", symbol=intent.symbol, client_id=cid, outcome=outcome, status=status
+            )
+
+    async def _publish_plan(self, symbol: str, sid: str, cid: str, side: str) -> None:
+        """Store the ExitPlan of the entry `cid` (Redis hash field = its client id): the model's
+        stop and take-profit distances, from which the guard derives the levels at the fill
+        price. Raises PlanUnstoredError when Redis does not take it."""
         exit_plan = g.ExitPlan(
             symbol=symbol,
+            client_id=cid,
             signal_id=sid,
             side=side,
-            stop_price=plan.stop_price,
-            take_profit_price=plan.take_profit_price,
+            stop_loss_pct=Decimal(str(self.exits_cfg.stop_loss_pct)),
+            take_profit_pct=Decimal(str(self.exits_cfg.take_profit_pct)),
             created_ms=_now_ms(),
         )
         try:
-            await self.cache.set_field(self.cache.keys.exit_plans(), symbol, g.encode(exit_plan))
-        except CacheUnavailableError as e:  # the guard protects with its default plan
-            self.log.warning("exit_plan_unpublished", symbol=symbol, error=str(e)[:200])
-
-    async def _withdraw_plan(self, symbol: str) -> None:
-        """Remove the ExitPlan of an entry that was not sent (a later position must not get it)."""
-        try:
-            await self.cache.set_field(self.cache.keys.exit_plans(), symbol, None)
+            await self.cache.set_field(self.cache.keys.exit_plans(), cid, g.encode(exit_plan))
         except CacheUnavailableError as e:
-            self.log.warning("exit_plan_not_removed", symbol=symbol, error=str(e)[:200])
+            raise PlanUnstoredError(str(e)) from e
+
+    async def _withdraw_plan(self, cid: str) -> None:
+        """Remove the ExitPlan of an entry that was not sent or not filled (tidiness: it could
+        bind to no other order's fill)."""
+        try:
+            await self.cache.set_field(self.cache.keys.exit_plans(), cid, None)
+        except CacheUnavailableError as e:
+            self.log.warning("exit_plan_not_removed", client_id=cid, error=str(e)[:200])
 
     async def _send_entry(self, symbol: str, side: str, qty: Decimal, cid: str) -> b.Order | None:
         """Send an entry order if the entry gate allows it now; raises EntryBlockedError when it
@@ -528,10 +652,14 @@ class Trader:
             raise EntryBlockedError(gate.reason)
         # No look-up before the send: a minute is decided once per process (the bus delivers its
         # closes once), and a restarted trader settles the intents it recorded (_settle_intents).
+        # An outcome the look-up cannot tell either raises ExecutionUnknownError.
         try:
             return await self.client.new_order(symbol, side, "MARKET", qty, cid)
-        except ExecutionUnknownError:
-            return await self.client.fetch_order_by_client_id(symbol, cid)
+        except ExecutionUnknownError as sent:
+            try:
+                return await self.client.fetch_order_by_client_id(symbol, cid)
+            except ExchangeError as e:
+                raise ExecutionUnknownError(f"{sent}; look-up: {e}") from e
 
     def _trade_record(self, t: OpenTrade) -> r.TradeRecord:
         return r.TradeRecord(
@@ -558,6 +686,7 @@ class Trader:
         self.equity_usdt = account.margin_balance_usdt
         self.win_counts = await self.recorder.win_stats(200)
         positions = {p.symbol: p.amount for p in account.positions}
+        self.exchange_positions = {s for s, amount in positions.items() if amount != 0}
         for symbol, trade in known.items():
             if positions.get(symbol, Decimal(0)) != 0 or self.open_trades.get(symbol) is not trade:
                 continue
@@ -667,12 +796,23 @@ class Trader:
     # ---- start --------------------------------------------------------------------------------
 
     async def _settle_intents(self, positions: dict[str, b.Position]) -> None:
-        """Ask the exchange what became of each entry recorded as intent or sent (the trader
-        stopped between recording it and recording its fill): a fill whose position is still
-        open becomes an open trade; anything else is recorded as rejected. Never re-sent."""
+        """Ask the exchange what became of each entry not settled before a restart (recorded as
+        intent, sent or unknown): a fill is recorded as a trade (adopted if its position is still
+        open, else closed by reconcile from its fills); a refusal, or an order the exchange does
+        not know once its recvWindow has passed, is rejected; any other stays unknown and is
+        asked again every position check (settle_unknown). Never re-sent."""
         for intent in await self.recorder.db.unsettled_intents():
-            order = await self.client.fetch_order_by_client_id(intent.symbol, intent.client_id)
-            if order is None or order.executed_qty <= 0:
+            try:
+                order = await self.client.fetch_order_by_client_id(intent.symbol, intent.client_id)
+            except ExchangeError as e:
+                order, why = None, f"look-up failed at restart: {e}"
+            else:
+                why = "not found at the exchange yet"
+            outcome = oc.entry_outcome(order, intent.created_ms, _now_ms(), self.not_found_final_ms)
+            if outcome == "unknown":
+                await self._keep_unknown(intent, (), order.status if order else why)
+                continue
+            if outcome == "rejected" or order is None:
                 status = order.status if order else "not found at the exchange"
                 await self.recorder.record(
                     _settled(intent, "rejected", f"settled at restart: {status}")
@@ -680,8 +820,13 @@ class Trader:
                 continue
             await self.recorder.record(_settled(intent, "filled", "settled at restart"))
             trade = await self.recorder.db.load_trade(intent.signal_id)
-            if trade is None and intent.symbol in positions:
-                self.log.info("entry_adopted", symbol=intent.symbol, client_id=intent.client_id)
+            if trade is None:
+                self.log.info(
+                    "entry_adopted",
+                    symbol=intent.symbol,
+                    client_id=intent.client_id,
+                    is_open=intent.symbol in positions,
+                )
                 await self.recorder.record(
                     r.TradeRecord(
                         trade_id=intent.signal_id,
@@ -697,6 +842,67 @@ class Trader:
                         features=(),
                     )
                 )
+
+    async def _rebuild_away_trades(self, positions: dict[str, b.Position]) -> int:
+        """Record the round trips in each listed symbol's newest fills (userTrades) that no
+        trade record covers: positions opened and closed while the trader was away, by an
+        entry whose record was lost or by hand. Idempotent (the trade id is derived from the
+        opening fill). Return how many were recorded."""
+        rebuilt = 0
+        for symbol in self.specs:
+            fills = await self.client.user_trades(symbol, limit=AWAY_FILLS)
+            held = positions[symbol].amount if symbol in positions else Decimal(0)
+            for trip in oc.round_trips(fills, held):
+                known = await self.recorder.db.real_trades_between(
+                    symbol, trip.opened_ms - 2_000, trip.closed_ms
+                )
+                trade_id = f"{AWAY_PREFIX}_{symbol}_{trip.first_trade_id}"
+                if any(t.trade_id != trade_id for t in known):
+                    continue  # the trader's own trade (entered at that fill), already recorded
+                if any(t.is_closed for t in known):
+                    continue  # rebuilt by an earlier start
+                await self._record_away(trip, trade_id)
+                rebuilt += 1
+        return rebuilt
+
+    async def _record_away(self, trip: oc.RoundTrip, trade_id: str) -> None:
+        funding = await self._funding(trip.symbol, trip.opened_ms, trip.closed_ms)
+        net = trip.gross_pnl_usdt - trip.fees_usdt + funding
+        tick = self.specs[trip.symbol].tick_size / 100
+        await self.recorder.record(
+            r.TradeRecord(
+                trade_id=trade_id,
+                is_virtual=False,
+                symbol=trip.symbol,
+                side=trip.side,
+                quantity=trip.quantity,
+                entry_price=trip.entry_price.quantize(tick),
+                entry_ms=trip.opened_ms,
+                exit_price=trip.exit_price.quantize(tick),
+                exit_ms=trip.closed_ms,
+                exit_reason="while_trader_away",
+                gross_pnl_usdt=trip.gross_pnl_usdt,
+                fees_usdt=trip.fees_usdt,
+                funding_usdt=funding,
+                net_pnl_usdt=net,
+                is_win=net > 0,
+                confidence=0.0,
+                model_version=0,
+                feature_schema=fe.FEATURE_SCHEMA,
+                features=(),
+            )
+        )
+        self.closed_trades += 1
+        self.log.warning(
+            "trade_rebuilt",
+            symbol=trip.symbol,
+            side=trip.side,
+            qty=trip.quantity,
+            entry=trip.entry_price,
+            exit=trip.exit_price,
+            net_pnl=net,
+            trade_id=trade_id,
+        )
 
     async def reconcile(self) -> None:
         """Adopt the open trades recorded before a restart whose positions are still open at the
@@ -720,10 +926,14 @@ class Trader:
                 self.open_trades[rec.symbol] = trade
             else:
                 await self._record_close(trade)
+        self.exchange_positions = set(positions)
+        rebuilt = await self._rebuild_away_trades(positions)
         self.log.info(
             "trader_reconciled",
             open_trades=len(self.open_trades),
             exchange_positions=len(positions),
+            unknown_entries=len(self.unsettled),
+            rebuilt_trades=rebuilt,
         )
 
 

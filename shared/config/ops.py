@@ -17,6 +17,9 @@ class GuardConfig:
     check_interval_s: float = 0.25  # exit rules evaluated against the latest marks this often
     reconcile_interval_s: float = 10.0  # full REST check (weight 50); events reconcile at once
     feed_silent_after_s: float = 5.0  # feed heartbeat/marks older than this: REST mode (T1)
+    # No newer mark from the streams (bus, shm) for a held symbol this long: REST mode, whatever
+    # the feed's heartbeat says (a stalled socket leaves the feed beating). < dms.blind_after_s.
+    marks_stale_after_s: float = 30.0
     trader_silent_after_s: float = 10.0  # trader heartbeat older than this: halt entries (T2)
     rest_poll_interval_s: float = 1.0  # REST mode: mark prices and positions polled this often
     stop_working_type: str = "MARK_PRICE"  # workingType of the protective STOP_MARKET
@@ -88,6 +91,7 @@ def check_guard(guard: GuardConfig, dms: DmsConfig) -> None:
         "check_interval_s",
         "reconcile_interval_s",
         "feed_silent_after_s",
+        "marks_stale_after_s",
         "trader_silent_after_s",
         "rest_poll_interval_s",
         "flatten_round_s",
@@ -119,6 +123,11 @@ def check_guard(guard: GuardConfig, dms: DmsConfig) -> None:
         raise ValueError(
             f"config: dms.silence_after_s={dms.silence_after_s} must exceed "
             f"guard.feed_silent_after_s={guard.feed_silent_after_s} (REST mode comes first)"
+        )
+    if guard.marks_stale_after_s >= dms.blind_after_s:
+        raise ValueError(
+            f"config: guard.marks_stale_after_s={guard.marks_stale_after_s} must be below "
+            f"dms.blind_after_s={dms.blind_after_s} (REST marks come before the blind flatten)"
         )
     if dms.blind_after_s <= guard.rest_poll_interval_s * 3:
         raise ValueError(

@@ -7,8 +7,9 @@ Prices and quantities are Decimal. Percentages come from `ExitsConfig` as floats
 into Decimal through their shortest repr (`Decimal(str(2.0)) == Decimal("2.0")`), so a
 boundary written in the config is the boundary applied, without binary float error.
 
-Plan (`default_plan`, when the trader sent no intent): the stop lies `stop_loss_pct` % of the
-entry on the losing side, the take-profit `take_profit_pct` % on the winning side. Both are
+Plan (`plan_at_distances`; `default_plan` with the config's distances, when the trader sent no
+usable plan): the stop lies `stop_loss_pct` % of the entry on the losing side, the take-profit
+`take_profit_pct` % on the winning side. Both are
 rounded to the tick TOWARD the entry (long stop up, short stop down, long take-profit down, short
 take-profit up), so neither lies further from the entry than configured. A level that rounding
 puts on or across the entry is moved to the nearest tick strictly on its own side of the entry.
@@ -157,7 +158,22 @@ def margin_of(holding: Holding) -> Decimal:
 
 
 def default_plan(holding: Holding, cfg: ExitsConfig, tick_size: Decimal) -> Plan:
-    """Return the stop and take-profit used when the trader sent no plan.
+    """Return the stop and take-profit used when the trader sent no plan (or one not usable):
+    `plan_at_distances` with the config's `stop_loss_pct` and `take_profit_pct`.
+
+    Raises ValueError for a non-positive tick or entry price.
+    """
+    return plan_at_distances(holding, _dec(cfg.stop_loss_pct), _dec(cfg.take_profit_pct), tick_size)
+
+
+def plan_at_distances(
+    holding: Holding,
+    stop_loss_pct: Decimal,
+    take_profit_pct: Decimal | None,
+    tick_size: Decimal,
+) -> Plan:
+    """Return the stop `stop_loss_pct` % of the entry on the losing side and the take-profit
+    `take_profit_pct` % on the winning side (None: no take-profit).
 
     Both are rounded to `tick_size` toward the entry (see the module docstring); a level that
     rounding puts on or across the entry is moved one tick onto its own side. Raises
@@ -166,22 +182,26 @@ def default_plan(holding: Holding, cfg: ExitsConfig, tick_size: Decimal) -> Plan
     _check_positive("tick_size", tick_size)
     _check_positive("entry_price", holding.entry_price)
     entry = holding.entry_price
-    stop_off = entry * _dec(cfg.stop_loss_pct) / _HUNDRED
-    tp_off = entry * _dec(cfg.take_profit_pct) / _HUNDRED
+    stop_off = entry * stop_loss_pct / _HUNDRED
+    take_profit: Decimal | None = None
     if _is_long(holding):
         stop = round_to_tick(entry - stop_off, tick_size, "up")
         if stop >= entry:
             stop = round_to_tick(entry, tick_size, "up") - tick_size
-        take_profit = round_to_tick(entry + tp_off, tick_size, "down")
-        if take_profit <= entry:
-            take_profit = round_to_tick(entry, tick_size, "down") + tick_size
+        if take_profit_pct is not None:
+            take_profit = round_to_tick(
+                entry + entry * take_profit_pct / _HUNDRED, tick_size, "down"
+            )
+            if take_profit <= entry:
+                take_profit = round_to_tick(entry, tick_size, "down") + tick_size
     else:
         stop = round_to_tick(entry + stop_off, tick_size, "down")
         if stop <= entry:
             stop = round_to_tick(entry, tick_size, "down") + tick_size
-        take_profit = round_to_tick(entry - tp_off, tick_size, "up")
-        if take_profit >= entry:
-            take_profit = round_to_tick(entry, tick_size, "up") - tick_size
+        if take_profit_pct is not None:
+            take_profit = round_to_tick(entry - entry * take_profit_pct / _HUNDRED, tick_size, "up")
+            if take_profit >= entry:
+                take_profit = round_to_tick(entry, tick_size, "up") - tick_size
     return Plan(stop_price=stop, take_profit_price=take_profit)
 
 

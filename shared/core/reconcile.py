@@ -324,3 +324,70 @@ def stop_signal_of(resting: Sequence[RestingStop], symbol: str) -> str | None:
         if best is None or key > best:
             best = key
     return None if best is None else best[2]
+
+
+FLAT_READS_TO_SETTLE = 2  # consecutive believed flat reads before a symbol counts as flat
+
+
+@dataclass(frozen=True, slots=True)
+class FlatRun:
+    """Consecutive believed flat reads of one symbol."""
+
+    count: int
+    first_read_ns: int  # when the first of them was started
+
+
+@dataclass(frozen=True, slots=True)
+class Belief:
+    """What one REST snapshot may be acted on for (see `believe_snapshot`)."""
+
+    settled: tuple[str, ...]  # symbols whose position in the snapshot is acted on, flat or not
+    held_back: tuple[str, ...]  # symbols left as they were: a stale snapshot or a first flat read
+    flat_runs: dict[str, FlatRun]  # the flat runs per symbol, updated
+
+
+def believe_snapshot(
+    symbols: Sequence[str],
+    positions: Mapping[str, Decimal],
+    read_started_ns: int,
+    last_event_ns: Mapping[str, int],
+    flat_runs: Mapping[str, FlatRun],
+) -> Belief:
+    """Return which symbols of a REST snapshot to act on (issue 13, hole 9).
+
+    `positions` maps symbol to the signed quantity read (absent = flat); `read_started_ns` is
+    when the read was started and `last_event_ns` when the last user-data event of each symbol
+    arrived, both on one monotonic clock. Per symbol of `symbols`:
+
+    - a snapshot whose read started no later than the symbol's last user-data event is not
+      believed: it may predate the fill, close or cancel the event reported, so the symbol is
+      held back and its flat run kept;
+    - a believed open position is settled, and its flat run ended;
+    - a believed flat read is settled only as the `FLAT_READS_TO_SETTLE`-th of a run of flat
+      reads all started after the symbol's last user-data event (REST may lag the stream even
+      for a read started after the event); the earlier ones are held back. Settling a flat
+      symbol cancels its stops and forgets its position: a leftover stop would close the next
+      position, but a stop cancelled on a stale read leaves a position naked.
+
+    Runs of symbols outside `symbols` are carried over unchanged.
+    """
+    runs = dict(flat_runs)
+    settled: list[str] = []
+    held_back: list[str] = []
+    for symbol in symbols:
+        event_ns = last_event_ns.get(symbol)
+        if event_ns is not None and read_started_ns <= event_ns:
+            held_back.append(symbol)
+            continue
+        if positions.get(symbol, Decimal(0)) != 0:
+            runs.pop(symbol, None)
+            settled.append(symbol)
+            continue
+        run = runs.get(symbol)
+        if run is None or (event_ns is not None and run.first_read_ns <= event_ns):
+            run = FlatRun(1, read_started_ns)  # an event since the run began restarts it
+        else:
+            run = FlatRun(run.count + 1, run.first_read_ns)
+        runs[symbol] = run
+        (settled if run.count >= FLAT_READS_TO_SETTLE else held_back).append(symbol)
+    return Belief(tuple(settled), tuple(held_back), runs)

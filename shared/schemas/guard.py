@@ -2,8 +2,10 @@
 commands and state, DESIGN-RULES 15). Each is a frozen msgspec Struct encoded as msgpack (Redis)
 or JSON (files in run/, readable by an operator).
 
-    ExitPlan   trader -> guard: the stop / take-profit intent of an entry, written before the
-               entry is sent (Redis hash `Keys.exit_plans`, field = symbol)
+    ExitPlan   trader -> guard: the stop / take-profit distances of one entry, stored before
+               the entry is sent (Redis hash `Keys.exit_plans`, field = the entry's client id);
+               the guard uses it only for the position that entry's fill opened, and deletes
+               it when that position closes
     HaltState  guard -> everyone: new entries halted, why, and since when (file run/guard/halt.json
                is the truth, `Keys.guard_halt` its mirror)
     Alert      any process -> reporter: something a person must know (`Keys.alerts` stream, and an
@@ -20,19 +22,24 @@ from decimal import Decimal
 import msgspec
 
 SCHEMA_VERSION = 1
+PLAN_VERSION = 2  # 2: distances and the entry's client id (1 held levels, bound to nothing)
 
 
 class ExitPlan(msgspec.Struct, frozen=True, kw_only=True):
-    """What the trader wants done with a position it opens; the guard enforces it."""
+    """What the trader wants done with the position one entry opens; the guard enforces it.
 
-    v: int = SCHEMA_VERSION
+    Distances, not levels: the guard derives the stop and take-profit from the actual fill price
+    (procs/guard/logic/plans.py), so slippage never puts the stop on the wrong side of the entry.
+    """
+
+    v: int = PLAN_VERSION
     symbol: str
+    client_id: str  # the entry order's client id: the plan is for the position it opens, only
     signal_id: str  # the entry's signal id; protective orders derive their client ids from it
     side: str  # "BUY" (long) | "SELL" (short): the entry's side
-    stop_price: Decimal
-    take_profit_price: Decimal | None = None
-    invalidation_price: Decimal | None = None  # close if the mark crosses it against the trade
-    created_ms: int
+    stop_loss_pct: Decimal  # stop distance from the fill price, % of it, on the losing side
+    take_profit_pct: Decimal | None = None  # take-profit distance, % of the fill, winning side
+    created_ms: int  # UTC ms the trader stored it
 
 
 class HaltState(msgspec.Struct, frozen=True, kw_only=True):

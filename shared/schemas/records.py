@@ -23,7 +23,7 @@ import msgspec
 
 SCHEMA_VERSION = 1
 
-ORDER_STATUSES = ("intent", "sent", "filled", "rejected")
+ORDER_STATUSES = ("intent", "sent", "unknown", "filled", "rejected")
 MODEL_STATUSES = ("candidate", "champion", "retired", "rejected")
 
 

@@ -14,8 +14,8 @@ Class tree:
 Rules:
 - `write(record)` is an idempotent upsert by the record's primary key, and monotone, so a replayed
   older record never undoes a newer one: an order intent moves only to an equal or later
-  (updated_ms, status rank intent < sent < filled < rejected); a closed trade is never reopened
-  by its entry record; a promotion decision is keyed by (challenger_version, decided_ms).
+  (updated_ms, status rank intent < sent < unknown < filled < rejected); a closed trade is never
+  reopened by its entry record; a promotion decision is keyed by (challenger_version, decided_ms).
 - Models: at most one champion (also a unique index). promote(v) retires the champion and records
   a PromotionDecision; rollback() demotes the champion (retired, is_rolled_back) and restores the
   most recently retired previous champion not itself rolled back, so repeated rollbacks walk back
@@ -117,9 +117,10 @@ ON CONFLICT (client_id) DO UPDATE SET
     quantity = EXCLUDED.quantity, leverage = EXCLUDED.leverage, status = EXCLUDED.status,
     detail = EXCLUDED.detail, updated_ms = EXCLUDED.updated_ms
 WHERE (order_intents.updated_ms,
-       array_position(ARRAY['intent', 'sent', 'filled', 'rejected'], order_intents.status))
+       array_position(ARRAY['intent', 'sent', 'unknown', 'filled', 'rejected'],
+                      order_intents.status))
    <= (EXCLUDED.updated_ms,
-       array_position(ARRAY['intent', 'sent', 'filled', 'rejected'], EXCLUDED.status))
+       array_position(ARRAY['intent', 'sent', 'unknown', 'filled', 'rejected'], EXCLUDED.status))
 """
 
 _TRADE_COLUMNS = (
@@ -379,15 +380,29 @@ class Database:
         return None if row is None else OrderIntent(**dict(row))
 
     async def unsettled_intents(self) -> list[OrderIntent]:
-        """Return the order intents whose fate is not recorded (status intent or sent), oldest
-        first: a restarted trader asks the exchange what became of each."""
+        """Return the order intents whose fate is not settled (status intent, sent or unknown),
+        oldest first: the trader asks the exchange what became of each."""
         rows = await self._run(
             "unsettled_intents",
             lambda conn: conn.fetch(
-                "SELECT * FROM order_intents WHERE status IN ('intent', 'sent') ORDER BY created_ms"
+                "SELECT * FROM order_intents WHERE status IN ('intent', 'sent', 'unknown') "
+                "ORDER BY created_ms"
             ),
         )
         return [OrderIntent(**dict(row)) for row in rows]
+
+    async def real_trades_between(
+        self, symbol: str, start_ms: int, end_ms: int
+    ) -> list[TradeRecord]:
+        """Return the real trades of `symbol` entered within [start_ms, end_ms], oldest first."""
+        sql = (
+            "SELECT * FROM trades WHERE NOT is_virtual AND symbol = $1 "
+            "AND entry_ms BETWEEN $2 AND $3 ORDER BY entry_ms, trade_id"
+        )
+        rows = await self._run(
+            "real_trades_between", lambda conn: conn.fetch(sql, symbol, start_ms, end_ms)
+        )
+        return [trade_of(r) for r in rows]
 
     async def load_trade(self, trade_id: str) -> TradeRecord | None:
         """Return the trade with this id (signal id), or None."""

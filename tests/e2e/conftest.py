@@ -29,6 +29,7 @@ FAST = """
 heartbeat_interval_s = 0.5
 reconcile_interval_s = 2.0
 feed_silent_after_s = 2.0
+marks_stale_after_s = 5.0
 trader_silent_after_s = 2.0
 rest_poll_interval_s = 0.5
 call_timeout_s = 1.5

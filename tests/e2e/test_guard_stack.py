@@ -16,12 +16,13 @@ import pytest
 from shared.shm.heartbeat import read_heartbeats
 from shared.shm.rings import KlineColumn, KlineReader
 from shared.stack import instance_id
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import IDLE_TRADER, Stack, start_stack
 from tests.paper_exchange_fixture import BinanceTestClient, call
 from tests.services import eventually
 
 pytestmark = pytest.mark.slow
 GUARD_BEAT_S = 0.5  # tests/e2e/conftest.py FAST
+TEST_IP = "127.0.0.2"  # the tests' own signed requests (their own per-IP weight counter)
 
 
 class _Px:
@@ -43,7 +44,9 @@ def signed(stack: Stack, method: str, path: str, **params: Any) -> Any:
         assert reply.status == 200, reply.text
         return reply.body
 
-    return call(_Px(stack.paper_port), use)  # type: ignore[arg-type]
+    # The test's own requests come from their own address, as a second machine's would: their
+    # weight is not the stack's (a guard in REST mode may use most of 127.0.0.1's).
+    return call(_Px(stack.paper_port), use, ip=TEST_IP)  # type: ignore[arg-type]
 
 
 def amount(stack: Stack, symbol: str) -> Decimal:
@@ -225,3 +228,76 @@ def test_dead_mans_switch_flattens_when_every_mark_source_is_stale(stack: Stack)
         control(stack, "/_sim/ws/unstall")
     halt = json.loads((stack.run_dir / "guard" / "halt.json").read_text())
     assert halt["reason"] == "dms_blind", halt
+
+
+FAST_BLIND_AFTER_S = 30.0  # tests/e2e/conftest.py FAST dms.blind_after_s
+STALL_S = 180.0  # real seconds: 6 x FAST dms.blind_after_s, 36 x its marks_stale_after_s (5 s)
+
+
+# Only the silence policy may close a position here: no exit rule that a price path or the clock
+# can trigger (max holding, time stop, counter trend), and far-away stop and take-profit levels.
+QUIET_EXITS = """
+[exits]
+stop_loss_pct = 20.0
+take_profit_pct = 50.0
+time_stop_s = 0.0
+max_holding_s = 0.0
+counter_trend_min_strength = 1.0
+"""
+
+
+@pytest.mark.timeout(480)  # the 3-minute stall, a stack start and stop; every wait has its bound
+def test_a_three_minute_stream_stall_switches_to_rest_marks_and_flattens_nothing() -> None:
+    with start_stack(IDLE_TRADER + QUIET_EXITS, speed=1.0) as stack:
+        _stall_three_minutes(stack)
+
+
+def _stall_three_minutes(stack: Stack) -> None:
+    """Issue 13, hole 14: the sockets stall (open, silent) while the feed lives and beats; the
+    guard's stale marks switch it to REST marks, and since REST answers, the dead-man's blind
+    flatten never fires. The stall lasts 3 minutes of real time, and of exchange time too (speed
+    1): the guard's deadlines run on its own monotonic clock, which simulated time would not age,
+    and with the stack's shrunk thresholds 3 minutes are 6 blind deadlines and 36 stale-mark
+    ones (the old guard never left the streams and flattened at the first blind deadline)."""
+    instance = instance_id(stack.run_dir)
+    for symbol, side, qty in (("BTCUSDT", "BUY", "0.02"), ("ETHUSDT", "SELL", "1")):
+        signed(
+            stack, "POST", "/fapi/v1/order", symbol=symbol, side=side, type="MARKET", quantity=qty
+        )
+    eventually(
+        lambda: len(our_stops(stack)) == 1 and len(our_stops(stack, "ETHUSDT")) == 1, 30, 0.2
+    )
+    stops = {s: [o["clientAlgoId"] for o in our_stops(stack, s)] for s in ("BTCUSDT", "ETHUSDT")}
+    log = stack.run_dir / "logs" / "guard.log"
+    eventually(lambda: "feed" in read_heartbeats(instance), 60, 0.2)
+    control(stack, "/_sim/ws/stall")
+    try:
+        eventually(lambda: "rest_mode_entered" in log.read_text(), 20, 0.2)
+        assert "streamed marks" in log.read_text()  # entered for the marks, the feed beats
+
+        def mark_age_s() -> float:  # the guard's last newer mark, from any source: REST now
+            guard = read_heartbeats(instance)["guard"]
+            return (time.monotonic_ns() - guard.progress_ns["mark"]) / 1e9
+
+        eventually(lambda: mark_age_s() < 2.0, 10, 0.2)  # the first REST poll
+        end = time.monotonic() + STALL_S
+        oldest_mark_s = 0.0
+        while time.monotonic() < end:
+            assert amount(stack, "BTCUSDT") == Decimal("0.02"), log.read_text()[-3000:]
+            assert amount(stack, "ETHUSDT") == Decimal("-1"), log.read_text()[-3000:]
+            # Half the blind deadline: REST marks can lag a few seconds while the guard's
+            # REST-mode reconciles spend the weight (issue 13, hole 6), never that long.
+            age = mark_age_s()
+            assert age < FAST_BLIND_AFTER_S / 2, f"no mark for {age:.1f} s"
+            oldest_mark_s = max(oldest_mark_s, age)
+            time.sleep(2.0)
+    finally:
+        control(stack, "/_sim/ws/unstall")
+    print(f"oldest mark seen during the stall: {oldest_mark_s:.1f} s")
+    text = log.read_text()
+    assert "dms_blind" not in text and "flatten_triggered" not in text, text[-3000:]
+    halt_file = stack.run_dir / "guard" / "halt.json"
+    if halt_file.exists():
+        assert not json.loads(halt_file.read_text())["reason"].startswith("dms")
+    # Each position's own stop still rests, the same order as before the stall.
+    assert {s: [o["clientAlgoId"] for o in our_stops(stack, s)] for s in stops} == stops

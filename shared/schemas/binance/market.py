@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from shared.schemas.binance.base import Codec, Readable, Wire, invalid
+from shared.schemas.binance.base import (
+    Codec,
+    Readable,
+    Wire,
+    check_not_negative,
+    check_price,
+    invalid,
+)
 
 # ---- errors, time, small replies -----------------------------------------------------------------
 
@@ -182,7 +189,9 @@ def _decimal(value: Decimal | None, path: str, name: str) -> Decimal:
 
 
 def to_symbol_spec(w: _SymbolWire, path: str = "$") -> SymbolSpec:
-    """Return the symbol's trading rules; raises ValidationError if a needed filter is missing."""
+    """Return the symbol's trading rules; raises ValidationError if a needed filter is missing.
+    Filter values are checked finite (Codec); their sizes are left to the users of a spec (a
+    zero tick fails that symbol's own handling, where it is isolated, not every symbol's)."""
     by_type = {f.filterType: f for f in w.filters}
     price, lot = by_type.get("PRICE_FILTER"), by_type.get("LOT_SIZE")
     if price is None or lot is None:
@@ -283,7 +292,23 @@ def to_klines(rows: list[_KlineRowWire], symbol: str, interval: str, now_ms: int
     ]
 
 
-decode_kline_rows = Codec(list[_KlineRowWire], lambda rows: rows)
+_KLINE_ROW_PRICES = ((1, "open"), (2, "high"), (3, "low"), (4, "close"))
+_KLINE_ROW_AMOUNTS = ((5, "volume"), (7, "quoteVolume"), (9, "takerBuyBase"), (10, "takerBuyQuote"))
+
+
+def check_kline_rows(rows: list[_KlineRowWire]) -> list[_KlineRowWire]:
+    """Return the rows; raises ValidationError (path `$[row][column]`, the column named) for a
+    price that is not > 0 or a volume below 0. A candle is never priced at 0: a zero close would
+    give the trader's features a log of 0 and a candidate priced at 0."""
+    for i, r in enumerate(rows):
+        for j, name in _KLINE_ROW_PRICES:
+            check_price(r[j], f"$[{i}][{j}] ({name})")
+        for j, name in _KLINE_ROW_AMOUNTS:
+            check_not_negative(r[j], f"$[{i}][{j}] ({name})")
+    return rows
+
+
+decode_kline_rows = Codec(list[_KlineRowWire], check_kline_rows)
 
 
 class _PremiumIndexWire(Wire, frozen=True):
@@ -306,8 +331,11 @@ class MarkPrice(Readable, frozen=True, kw_only=True):
     time_ms: int
 
 
-def to_mark_price(w: _PremiumIndexWire) -> MarkPrice:
-    """Return the readable mark price."""
+def to_mark_price(w: _PremiumIndexWire, path: str = "$") -> MarkPrice:
+    """Return the readable mark price; raises ValidationError for a mark price that is not > 0
+    (the guard's exit rules act on it in REST mode). The index and settle prices are only
+    checked finite: nothing acts on them."""
+    check_price(w.markPrice, f"{path}.markPrice")
     return MarkPrice(
         symbol=w.symbol,
         mark_price=w.markPrice,
@@ -320,4 +348,6 @@ def to_mark_price(w: _PremiumIndexWire) -> MarkPrice:
 
 
 decode_mark_price = Codec(_PremiumIndexWire, to_mark_price)
-decode_mark_prices = Codec(list[_PremiumIndexWire], lambda ws: [to_mark_price(w) for w in ws])
+decode_mark_prices = Codec(
+    list[_PremiumIndexWire], lambda ws: [to_mark_price(w, f"$[{i}]") for i, w in enumerate(ws)]
+)

@@ -19,7 +19,14 @@ from typing import Any
 
 import msgspec
 
-from shared.schemas.binance.base import Codec, Readable, Wire, invalid
+from shared.schemas.binance.base import (
+    Codec,
+    Readable,
+    Wire,
+    check_not_negative,
+    check_price,
+    invalid,
+)
 from shared.schemas.binance.market import Kline, MarkPrice
 from shared.schemas.binance.userdata import (
     USER_DATA_CODECS,
@@ -94,8 +101,16 @@ class KlineUpdate(Readable, frozen=True, kw_only=True):
 
 
 def to_kline_update(w: _KlineEventWire) -> KlineUpdate:
-    """Return the kline update (`kline.is_closed` marks the one final message per candle)."""
+    """Return the kline update (`kline.is_closed` marks the one final message per candle);
+    raises ValidationError for a price that is not finite and > 0 or a volume that is not
+    finite and >= 0 (checked here, not only by the Codec: the feed's one-pass frame decode
+    comes here too). A candle is never priced at 0: a zero close would reach the trader's
+    features and its candidates."""
     k = w.k
+    for name in ("o", "h", "l", "c"):
+        check_price(getattr(k, name), f"$.k.{name}")
+    for name in ("v", "q", "V", "Q"):
+        check_not_negative(getattr(k, name), f"$.k.{name}")
     kline = Kline(
         symbol=k.s,
         interval=k.i,
@@ -211,8 +226,9 @@ class _MarkTickWire(Wire, frozen=True):
 
 
 def to_mark_tick(w: _MarkTickWire) -> MarkTick:
-    """Return the mark as floats; raises ValueError for a price that is not a number, or a mark
-    price that is not finite and positive."""
+    """Return the mark as floats; raises ValueError for a price that is not a number, a mark
+    price that is not finite and positive, or an index price or funding rate that is not
+    finite."""
     tick = MarkTick(
         symbol=w.s,
         mark_price=float(w.p),
@@ -223,6 +239,8 @@ def to_mark_tick(w: _MarkTickWire) -> MarkTick:
     )
     if not is_price(tick.mark_price):
         raise ValueError(f"mark price {w.p[:40]!r} of {w.s[:40]!r} is not finite and positive")
+    if not (math.isfinite(tick.index_price) and math.isfinite(tick.funding_rate)):
+        raise ValueError(f"index price or funding rate of {w.s[:40]!r} is not finite")
     return tick
 
 

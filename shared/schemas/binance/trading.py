@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from shared.schemas.binance.base import Codec, Readable, Wire, invalid
+from shared.schemas.binance.base import (
+    Codec,
+    Readable,
+    Wire,
+    check_not_negative,
+    check_price,
+    invalid,
+)
 
 # ---- account v3 and positionRisk v3 --------------------------------------------------------------
 
@@ -144,8 +151,14 @@ class Position(Readable, frozen=True, kw_only=True):
     update_time_ms: int
 
 
-def to_position(w: _PositionRiskWire) -> Position:
-    """Return the readable position."""
+def to_position(w: _PositionRiskWire, path: str = "$") -> Position:
+    """Return the readable position; raises ValidationError for a price below 0. Entry, mark,
+    liquidation and break-even prices are 0 when flat (or, liquidation, when no liquidation
+    is possible), so 0 is valid here; an open position with entry 0 is left to the guard's
+    per-symbol handling, so one such row costs its own symbol, not the reply's others.
+    The amount is signed (short < 0): only finite."""
+    for name in ("entryPrice", "markPrice", "liquidationPrice", "breakEvenPrice"):
+        check_not_negative(getattr(w, name), f"{path}.{name}")
     return Position(
         symbol=w.symbol,
         position_side=w.positionSide,
@@ -160,7 +173,9 @@ def to_position(w: _PositionRiskWire) -> Position:
     )
 
 
-decode_positions = Codec(list[_PositionRiskWire], lambda ws: [to_position(w) for w in ws])
+decode_positions = Codec(
+    list[_PositionRiskWire], lambda ws: [to_position(w, f"$[{i}]") for i, w in enumerate(ws)]
+)
 
 
 # ---- orders --------------------------------------------------------------------------------------
@@ -209,8 +224,11 @@ class Order(Readable, frozen=True, kw_only=True):
     create_time_ms: int | None
 
 
-def to_order(w: _OrderWire) -> Order:
-    """Return the readable order."""
+def to_order(w: _OrderWire, path: str = "$") -> Order:
+    """Return the readable order; raises ValidationError for a price or quantity below 0 (each
+    is 0 when it does not apply: a MARKET order's price, the average before a fill)."""
+    for name in ("price", "avgPrice", "origQty", "executedQty", "cumQuote", "stopPrice"):
+        check_not_negative(getattr(w, name), f"{path}.{name}")
     return Order(
         order_id=w.orderId,
         client_order_id=w.clientOrderId,
@@ -234,7 +252,9 @@ def to_order(w: _OrderWire) -> Order:
 
 
 decode_order = Codec(_OrderWire, to_order)
-decode_orders = Codec(list[_OrderWire], lambda ws: [to_order(w) for w in ws])
+decode_orders = Codec(
+    list[_OrderWire], lambda ws: [to_order(w, f"$[{i}]") for i, w in enumerate(ws)]
+)
 
 
 class _AlgoOrderWire(Wire, frozen=True):
@@ -280,11 +300,17 @@ class AlgoOrder(Readable, frozen=True, kw_only=True):
     child_order_id: int | None  # the matching-engine order once triggered
 
 
-def to_algo_order(w: _AlgoOrderWire) -> AlgoOrder:
-    """Return the readable algo order; raises ValidationError without an order type."""
+def to_algo_order(w: _AlgoOrderWire, path: str = "$") -> AlgoOrder:
+    """Return the readable algo order; raises ValidationError without an order type, or for a
+    trigger price, quantity or price below 0. Not > 0 for the trigger: an algo order placed by
+    hand (a trailing stop before activation) may carry 0, and refusing the whole reply for it
+    would stop every symbol's reconcile; the quantity is 0 with closePosition."""
     order_type = w.orderType or w.type
     if not order_type:
-        raise invalid("$", "Object missing required field `orderType`")
+        raise invalid(path, "Object missing required field `orderType`")
+    check_not_negative(w.triggerPrice, f"{path}.triggerPrice")
+    check_not_negative(w.quantity, f"{path}.quantity")
+    check_not_negative(w.price, f"{path}.price")
     return AlgoOrder(
         algo_id=w.algoId,
         client_algo_id=w.clientAlgoId,
@@ -307,7 +333,9 @@ def to_algo_order(w: _AlgoOrderWire) -> AlgoOrder:
 
 
 decode_algo_order = Codec(_AlgoOrderWire, to_algo_order)
-decode_algo_orders = Codec(list[_AlgoOrderWire], lambda ws: [to_algo_order(w) for w in ws])
+decode_algo_orders = Codec(
+    list[_AlgoOrderWire], lambda ws: [to_algo_order(w, f"$[{i}]") for i, w in enumerate(ws)]
+)
 
 
 class _AlgoCancelWire(Wire, frozen=True):
@@ -364,8 +392,13 @@ class UserTrade(Readable, frozen=True, kw_only=True):
     is_maker: bool
 
 
-def to_user_trade(w: _UserTradeWire) -> UserTrade:
-    """Return the readable fill."""
+def to_user_trade(w: _UserTradeWire, path: str = "$") -> UserTrade:
+    """Return the readable fill; raises ValidationError for a fill price that is not > 0 or a
+    quantity below 0 (the trader's trade record averages them). PnL and commission are signed
+    (a maker rebate is negative): only finite."""
+    check_price(w.price, f"{path}.price")
+    check_not_negative(w.qty, f"{path}.qty")
+    check_not_negative(w.quoteQty, f"{path}.quoteQty")
     return UserTrade(
         trade_id=w.id,
         order_id=w.orderId,
@@ -384,7 +417,9 @@ def to_user_trade(w: _UserTradeWire) -> UserTrade:
     )
 
 
-decode_user_trades = Codec(list[_UserTradeWire], lambda ws: [to_user_trade(w) for w in ws])
+decode_user_trades = Codec(
+    list[_UserTradeWire], lambda ws: [to_user_trade(w, f"$[{i}]") for i, w in enumerate(ws)]
+)
 
 
 class _IncomeWire(Wire, frozen=True):

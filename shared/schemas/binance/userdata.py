@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from shared.schemas.binance.base import Codec, Readable, Wire
+from shared.schemas.binance.base import Codec, Readable, Wire, check_not_negative, check_price
 
 # ---- user data: ACCOUNT_UPDATE -------------------------------------------------------------------
 
@@ -73,7 +73,12 @@ class AccountUpdate(Readable, frozen=True, kw_only=True):
 
 
 def to_account_update(w: _AccountUpdateWire) -> AccountUpdate:
-    """Return the account update (only changed balances and positions)."""
+    """Return the account update (only changed balances and positions); raises ValidationError
+    for an entry or break-even price below 0 (0 when the position closed: the guard's fast
+    protection skips it). Amounts and balances are signed: only finite (Codec)."""
+    for i, p in enumerate(w.a.P):
+        check_not_negative(p.ep, f"$.a.P[{i}].ep")
+        check_not_negative(p.bep, f"$.a.P[{i}].bep")
     return AccountUpdate(
         event_time_ms=w.E,
         transaction_time_ms=w.T,
@@ -172,8 +177,11 @@ class OrderUpdate(Readable, frozen=True, kw_only=True):
 
 
 def to_order_update(w: _OrderTradeUpdateWire) -> OrderUpdate:
-    """Return the order update."""
+    """Return the order update; raises ValidationError for a price or quantity below 0 (each is
+    0 when it does not apply: a MARKET order's price, the last fill of a NEW)."""
     o = w.o
+    for name in ("q", "p", "ap", "sp", "l", "z", "L"):
+        check_not_negative(getattr(o, name), f"$.o.{name}")
     return OrderUpdate(
         event_time_ms=w.E,
         transaction_time_ms=w.T,
@@ -264,8 +272,11 @@ class AlgoUpdate(Readable, frozen=True, kw_only=True):
 
 
 def to_algo_update(w: _AlgoUpdateWire) -> AlgoUpdate:
-    """Return the algo-order update (a FINISHED with `filled_qty` 0: the child did not fill)."""
+    """Return the algo-order update (a FINISHED with `filled_qty` 0: the child did not fill);
+    raises ValidationError for a price or quantity below 0 (as the REST algo order)."""
     o = w.o
+    for name in ("q", "tp", "p", "ap", "aq"):
+        check_not_negative(getattr(o, name), f"$.o.{name}")
     return AlgoUpdate(
         event_time_ms=w.E,
         transaction_time_ms=w.T,
@@ -325,7 +336,11 @@ class TradeLite(Readable, frozen=True, kw_only=True):
 
 
 def to_trade_lite(w: _TradeLiteWire) -> TradeLite:
-    """Return the low-latency fill."""
+    """Return the low-latency fill; raises ValidationError for a fill price that is not > 0 or
+    a quantity below 0."""
+    check_price(w.L, "$.L")
+    for name in ("q", "p", "l"):
+        check_not_negative(getattr(w, name), f"$.{name}")
     return TradeLite(
         event_time_ms=w.E,
         transaction_time_ms=w.T,
@@ -405,7 +420,10 @@ class MarginCall(Readable, frozen=True, kw_only=True):
 
 
 def to_margin_call(w: _MarginCallWire) -> MarginCall:
-    """Return the margin call."""
+    """Return the margin call; raises ValidationError for a mark price that is not > 0 (the
+    guard judges the position against it at once)."""
+    for i, p in enumerate(w.p):
+        check_price(p.mp, f"$.p[{i}].mp")
     return MarginCall(
         event_time_ms=w.E,
         cross_wallet_balance=w.cw,

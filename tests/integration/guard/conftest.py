@@ -29,6 +29,7 @@ GUARD_FAST = {
     "check_interval_s": 0.1,
     "reconcile_interval_s": 1.0,
     "feed_silent_after_s": 1.0,
+    "marks_stale_after_s": 1.0,
     "trader_silent_after_s": 1.0,
     "rest_poll_interval_s": 0.2,
     "flatten_round_s": 0.2,

@@ -310,7 +310,13 @@ def test_a_margin_call_is_alerted_and_the_position_judged_at_once(px, start_guar
     assert entry * Decimal("0.995") < liquidation < entry * Decimal("0.997")
     control(px, "/_sim/price", symbol="BTCUSDT", price=str(liquidation + (entry - liquidation) / 5))
     calls = lambda: [a for a in guard.log_events("alert") if "kind=margin_call" in a]  # noqa: E731
-    alerts = eventually(calls, 15.0)
+    try:
+        alerts = eventually(calls, 15.0)
+    except AssertionError as e:  # keep the evidence: it failed once under heavy load
+        tail = "\n".join(guard.log_text().splitlines()[-60:])
+        raise AssertionError(
+            f"{e}; guard log tail:\n{tail}\npaper log:\n{px.log_text()[-3000:]}"
+        ) from None
     assert "symbol=BTCUSDT" in alerts[0] and "liquidation is near" in alerts[0]  # type: ignore[index]
     assert position(px) == Decimal("0.02") and len(our_stops(px)) == 1  # still protected
     assert guard.is_running(), guard.log_text()

@@ -200,6 +200,6 @@ def test_halt_set_after_the_decision_stops_the_entries_still_to_be_sent(
             assert intent is not None and intent.status == "rejected"
             assert intent.detail == "entry_blocked: halted"
             plans = await trader.cache.get_fields(trader.cache.keys.exit_plans())
-            assert "ETHUSDT" not in plans  # a later position must not inherit it
+            assert cid not in plans  # withdrawn: the entry was never sent
 
     asyncio.run(scenario())

@@ -157,7 +157,7 @@ def test_a_mark_price_that_is_not_finite_and_positive_is_never_a_mark() -> None:
         assert b.decode_market_frame(bad) is None, price
         message = parse_frame(bad, is_combined=True)  # a valid frame: the feed counts it bad
         assert message.event is None
-        with pytest.raises(msgspec.ValidationError, match="not finite and positive"):
+        with pytest.raises(msgspec.ValidationError, match=r"is not finite.* - at `\$\.p`"):
             b.decode_event(bad)
     frame, _ = mark_array(["BTCUSDT", "ETHUSDT", "XRPUSDT"])
     frame = frame.replace(b'"p":"101.25000000"', b'"p":"NaN"')  # ETHUSDT's
