@@ -51,7 +51,9 @@ def test_adopted_position_gets_a_resting_stop_and_a_restart_duplicates_nothing(p
     assert [o["clientAlgoId"] for o in our_stops(px)] == [stop["clientAlgoId"]]  # still resting
     again = start_guard()
     wait_for_log(again, "guard_started", timeout_s=15.0)
-    eventually(lambda: len(again.log_events("position_adopted")) == 1, 10.0)
+    # Its record in run/guard/positions.json: the same position, restored, not adopted again.
+    eventually(lambda: len(again.log_events("position_restored")) == 1, 10.0)
+    assert not again.log_events("position_adopted")
     assert [o["clientAlgoId"] for o in our_stops(px)] == [stop["clientAlgoId"]]
     assert not again.log_events("stop_placed")
 
@@ -305,6 +307,9 @@ def test_a_margin_call_is_alerted_and_the_position_judged_at_once(px, start_guar
     open_position(px, "BUY", "0.02")
     guard = start_guard(exits={"liquidation_buffer_pct": 0.01})
     eventually(lambda: len(our_stops(px)) == 1, 15.0)
+    # The stop is placed by the reconcile that runs before the user-data stream connects; a
+    # margin call pushed before the stream is up reaches no one (under load it once did).
+    eventually(lambda: guard.log_events("user_stream_resynced"), 15.0)
     row = rest(px, "GET", "/fapi/v3/positionRisk", symbol="BTCUSDT")[0]
     entry, liquidation = Decimal(row["entryPrice"]), Decimal(row["liquidationPrice"])
     assert entry * Decimal("0.995") < liquidation < entry * Decimal("0.997")
