@@ -14,6 +14,10 @@ and report it through `SymbolFaults` (procs/guard/faults.py: `symbol_error` logg
 counted); the caller's loop goes on with the other symbols. A full reconcile that fails as a
 whole is reported as symbol `all` and counted as a reconcile error (no entry lease this round).
 
+State on disk (issue 13, hole 12): a track that changed (a stop trailed, a partial taken) is
+written to the positions file at once (`StopKeeper.memory`, procs/guard/positionfile.py), so a
+guard restarted after a kill -9 does not take the same partial again.
+
 Every exchange mutation runs under the lock the guard's parts share (procs/guard/state.py).
 """
 
@@ -112,6 +116,7 @@ class ExitRunner:
             book.tracks[symbol], holding, mark[0], self.cfg.exits, spec.tick_size
         )
         book.tracks[symbol] = track
+        self.keeper.memory.sync(book, time.time_ns() // 1_000_000)  # a trail that moved the stop
         decision = ex.evaluate_exit(
             holding,
             book.plans[symbol],
@@ -173,6 +178,8 @@ class ExitRunner:
                     await self.cache.set_field(self.cache.keys.exit_reasons(), symbol, note)
             if order is not None and not decision.is_full:
                 book.tracks[symbol] = ex.apply_exit(book.tracks[symbol], decision)
+            # Before anything else can fail: a restarted guard must know the partial is taken.
+            self.keeper.memory.sync(book, time.time_ns() // 1_000_000)
             self.log.info(
                 "exit_sent",
                 symbol=symbol,

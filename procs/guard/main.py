@@ -13,8 +13,12 @@ lease (Redis `Keys.guard_lease`, procs/guard/lease.py: renewed after each full r
 every position's resting stop, deleted when one lacks it and at a stop; no lease, no entry).
 Owns: the protective stops (client ids `slt-<signal>-stop-<n>`), exit and flatten orders.
 
-Start: exchange filters, then a full reconciliation (positions, open and algo orders) before any
-other action; a position it did not open is adopted with the default plan, protected, alerted.
+Start: exchange filters, the account's position mode (hedge mode is refused: exit 2, every rule
+assumes one-way mode; an exchange that does not answer is asked again at each reconcile), the
+positions file (`<run.dir>/guard/positions.json`: each position's plan, trail, partial taken and
+opening time, restored for the same position), then a full reconciliation (positions, open and
+algo orders) before any other action; a position it did not open, and for which no record
+matches, is adopted with the default plan, protected, alerted.
 SIGTERM (supervisorctl stop/restart) never flattens: the exchange call in flight finishes, the
 stops stay at the exchange, exit code 0. Exit codes: 0 clean stop, 2 configuration error, 1 fatal.
 """
@@ -35,7 +39,7 @@ from procs.guard.state import Guard
 from shared import log
 from shared.bus import BusError, Subscriber, bus_endpoint
 from shared.cache import Cache, redis_url
-from shared.config import Config
+from shared.config import Config, ConfigError
 from shared.exchange.errors import ExchangeError
 from shared.exchange.rest import ExchangeClient, load_specs
 from shared.exchange.userstream import UserDataStream
@@ -243,6 +247,24 @@ def rest_mode_reconcile_interval_s(cfg: Config) -> float:
     return max(2 * cfg.guard.rest_poll_interval_s, within_share_s)
 
 
+async def check_position_mode(client: ExchangeClient, logger: log.EventLogger) -> bool:
+    """Return True when the account is in one-way mode, False when the exchange did not answer
+    (the caller asks again later). Raises ConfigError in hedge mode: every rule assumes one
+    position per symbol (closePosition stops, reduce-only closes without positionSide)."""
+    try:
+        is_hedge = await client.is_hedge_mode()
+    except ExchangeError as e:
+        logger.warning("position_mode_unknown", error=str(e)[:300])
+        return False
+    if is_hedge:
+        raise ConfigError(
+            "config: the account is in hedge mode (dualSidePosition=true) and the guard "
+            "supports one-way mode only; switch it to one-way mode (POST "
+            "/fapi/v1/positionSide/dual dualSidePosition=false) and start the guard again"
+        )
+    return True
+
+
 async def reconcile(guard: Guard, lease: LeaseKeeper, margins: dict[str, Decimal]) -> None:
     """Reconcile every symbol, then renew the entry lease if it answered (no reconcile error
     counted meanwhile, a conservative test) and every position has its resting stop, else
@@ -253,12 +275,19 @@ async def reconcile(guard: Guard, lease: LeaseKeeper, margins: dict[str, Decimal
 
 
 async def reconcile_loop(
-    guard: Guard, lease: LeaseKeeper, cfg: Config, logger: log.EventLogger
+    guard: Guard,
+    lease: LeaseKeeper,
+    cfg: Config,
+    logger: log.EventLogger,
+    is_one_way: bool,
 ) -> None:
     """Full reconciliation (and the entry lease) and the kill switch's equity check, every
     reconcile interval (faster in REST mode, when no user-data event may be trusted to
-    arrive)."""
+    arrive); the position mode until the exchange has answered it once (ConfigError in hedge
+    mode ends the guard)."""
     while True:
+        if not is_one_way:
+            is_one_way = await check_position_mode(guard.client, logger)
         try:
             account = await guard.client.account()
         except ExchangeError as e:
@@ -379,6 +408,7 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, stop: async
             specs = await load_specs(
                 client, logger, on_wait=lambda: guard_progress.update(reconcile=time.monotonic_ns())
             )  # an outage is degraded mode, not a hang
+            is_one_way = await check_position_mode(client, logger)  # hedge mode: exit 2
             guard = Guard(
                 cfg, client, specs, Path(cfg.run.dir), logger, alerter, cache, guard_progress
             )
@@ -411,7 +441,7 @@ async def serve(cfg: Config, instance: str, logger: log.EventLogger, stop: async
                     spawn(sources.bus_marks()),
                     spawn(sources.check()),
                     spawn(sources.rest_poll()),
-                    spawn(reconcile_loop(guard, lease, cfg, logger)),
+                    spawn(reconcile_loop(guard, lease, cfg, logger, is_one_way)),
                     spawn(log_stats(guard, sources, logger)),
                     spawn(mirror_heartbeat(cache, PROCESS, cfg.guard.heartbeat_interval_s)),
                 ]

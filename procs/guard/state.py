@@ -1,6 +1,7 @@
 """The position-guard's parts, wired: one class per job, sharing explicit collaborators.
 
-- `Book` (procs/guard/book.py): the record of the open positions the parts share.
+- `Book` (procs/guard/book.py): the record of the open positions the parts share, kept on disk
+  per position by `PositionFile` (procs/guard/positionfile.py) and restored after a restart.
 - `StopKeeper` (procs/guard/stops.py): reconciles the Book with exchange truth (positions,
   protective stops, plans; adopts a position it did not open) and keeps a stop resting per
   position, also at once from a fill (`protect_fill`).
@@ -28,6 +29,7 @@ from pathlib import Path
 from procs.guard.book import Book
 from procs.guard.equityfile import equity_path
 from procs.guard.exits import ExitRunner
+from procs.guard.positionfile import PositionFile, positions_path
 from procs.guard.safety import Safety
 from procs.guard.stops import StopKeeper
 from shared import log
@@ -69,6 +71,7 @@ class Guard:
             client=client,
             specs=specs,
             book=self.book,
+            memory=PositionFile(positions_path(run_dir), logger),
             lock=self.lock,
             logger=logger,
             alerter=alerter,

@@ -21,6 +21,13 @@ and a flat symbol's stops are cancelled and its position forgotten only on the s
 a row; until then the symbol stays as it was and is listed in `unsettled`, which the guard reads
 again soon.
 
+Restart and flip (issue 13, hole 12): each position's guard state is one record in
+run/guard/positions.json (procs/guard/positionfile.py), written after each reconcile and fill
+that changed it. A position the first reconcile finds is restored from its record when it is the
+same position (procs/guard/logic/memory.restore_decision: same side, entry within a tick):
+plan, trail, partial take-profit taken, opening time and ids as they were. A flip seen by a
+reconcile is a new position: the trader's plan bound to its opening fill, else the default.
+
 Every exchange mutation runs under the lock the guard's parts share (procs/guard/state.py).
 """
 
@@ -37,7 +44,9 @@ import msgspec
 from procs.guard import protect
 from procs.guard.book import Book, closing_side
 from procs.guard.faults import SymbolFaults
+from procs.guard.logic import memory as mem
 from procs.guard.logic import plans as pl
+from procs.guard.positionfile import PositionFile
 from shared import log
 from shared.cache import Cache, CacheUnavailableError
 from shared.config import Config
@@ -78,6 +87,7 @@ class StopKeeper:
         client: ExchangeClient,
         specs: dict[str, b.SymbolSpec],
         book: Book,
+        memory: PositionFile,
         lock: asyncio.Lock,
         logger: log.EventLogger,
         alerter: Alerter,
@@ -86,6 +96,7 @@ class StopKeeper:
         progress: dict[str, int],
     ) -> None:
         self.cfg, self.client, self.specs, self.book = cfg, client, specs, book
+        self.memory = memory  # each position's guard state on disk, restored at start
         self.lock, self.log, self.alerter, self.cache = lock, logger, alerter, cache
         self.stats, self.progress = stats, progress
         self.moved_ms: dict[str, int] = {}  # symbol -> monotonic ms of its last stop placed
@@ -300,8 +311,14 @@ class StopKeeper:
                 reason="read_before_event" if stale else "first_flat_read",
             )
         scope = list(belief.settled)
+        # A flip is a new position: the trader's plan bound to its opening fill may apply.
         plans = (
-            await self._load_plans() if any(s not in book.plans for s in truth.positions) else {}
+            await self._load_plans()
+            if any(
+                s not in book.plans or (s in book.holdings and self._is_flip(s, p.amount))
+                for s, p in truth.positions.items()
+            )
+            else {}
         )
         resting = protect.resting_stops(truth.algo_orders)
         failed: set[str] = set()  # symbols whose handling failed: reported, left as they are
@@ -335,10 +352,14 @@ class StopKeeper:
                 book.resting[s] = [r for r in resting if r.symbol == s]
                 if s in book.plans and not flipped:
                     continue
+                if not flipped and self._restore(s, holding, resting):
+                    continue
                 self._adopt(s, holding, await self._choose_plan(holding, plans.get(s, [])), resting)
             except Exception as e:  # loop top of one symbol: report, the others go on
                 failed.add(s)
                 await self.faults.report(s, "reconcile", e)
+        if symbol is None and not failed:
+            self.memory.forget_unclaimed()  # every position was decided: the rest are gone
         wanted: dict[str, WantedStop] = {}
         for s in [s for s in scope if s in book.holdings and s not in failed]:
             try:
@@ -410,6 +431,7 @@ class StopKeeper:
             del book.stops[s]
         for s in [s for s in self.moved_ms if s not in book.holdings]:
             del self.moved_ms[s]
+        self.memory.sync(book, time.time_ns() // 1_000_000)
         for s, error in outcome.failed.items():
             holding = book.holdings.get(s)
             if holding is not None and any(
@@ -421,6 +443,75 @@ class StopKeeper:
             await self.alerter.send("stop_missing", f"no protective stop for {s}: {error[:200]}", s)
         return outcome.trigger_now
 
+    def _is_flip(self, s: str, amount: Decimal) -> bool:
+        """Return whether `amount` at the exchange is on the other side of the Book's position."""
+        known = self.book.holdings.get(s)
+        return known is not None and amount != 0 and (known.quantity > 0) != (amount > 0)
+
+    def _restore(self, s: str, holding: ex.Holding, resting: list[RestingStop]) -> bool:
+        """Restore the position's guard state from the record a previous guard saved, when it
+        is the same position (procs/guard/logic/memory.restore_decision); return whether it
+        was restored. A record that does not match is dropped with its reason."""
+        record = self.memory.take(s)
+        if record is None:
+            return False
+        decision = mem.restore_decision(
+            record, holding.quantity, holding.entry_price, self.specs[s].tick_size
+        )
+        if not decision.is_kept:
+            self.log.info(
+                "position_record_dropped", symbol=s, reason=decision.reason, detail=decision.detail
+            )
+            return False
+        book = self.book
+        plan, track = mem.plan_and_track(record)
+        holding = dataclasses.replace(holding, opened_ms=record.opened_at_ms)
+        book.holdings[s] = holding
+        book.plans[s] = plan
+        book.tracks[s] = self._keep_tighter_resting(s, holding, track, resting)
+        book.signals[s] = record.signal_id
+        if record.plan_id:
+            book.plan_ids[s] = record.plan_id
+        else:
+            book.plan_ids.pop(s, None)
+        book.exits_sent[s] = record.exits_sent
+        self.log.info(
+            "position_restored",
+            symbol=s,
+            qty=holding.quantity,
+            entry=holding.entry_price,
+            stop=book.tracks[s].stop_price,
+            take_profit=plan.take_profit_price,
+            has_taken_profit=record.has_taken_profit,
+            opened_ms=record.opened_at_ms,
+        )
+        return True
+
+    def _keep_tighter_resting(
+        self, s: str, holding: ex.Holding, track: ex.Track, resting: list[RestingStop]
+    ) -> ex.Track:
+        """Return `track` with its stop tightened to our resting stop where that is tighter:
+        after a restart the resting stop may have trailed tighter than the plan, and a restart
+        must never loosen protection."""
+        is_long = holding.quantity > 0
+        side = closing_side(holding.quantity)
+        for r in resting:
+            if (
+                r.symbol == s
+                and r.is_close_position
+                and r.side == side
+                and r.order_type == "STOP_MARKET"
+                and is_ours(r.client_algo_id)
+            ):
+                tighter = (
+                    r.trigger_price > track.stop_price
+                    if is_long
+                    else (r.trigger_price < track.stop_price)
+                )
+                if tighter:
+                    track = dataclasses.replace(track, stop_price=r.trigger_price)
+        return track
+
     def _adopt(
         self,
         s: str,
@@ -430,7 +521,6 @@ class StopKeeper:
     ) -> None:
         book = self.book
         spec = self.specs[s]
-        is_long = holding.quantity > 0
         if chosen is not None:  # bound to this position's opening fill, derived from it, checked
             book.plans[s] = chosen.plan
             book.signals[s] = chosen.exit_plan.signal_id
@@ -468,23 +558,5 @@ class StopKeeper:
             )
             task.add_done_callback(lambda _t: None)
         track = ex.new_track(holding, book.plans[s])
-        # After a restart the resting stop may have trailed tighter than the plan: keep it, a
-        # restart must never loosen protection.
-        side = closing_side(holding.quantity)
-        for r in resting:
-            if (
-                r.symbol == s
-                and r.is_close_position
-                and r.side == side
-                and r.order_type == "STOP_MARKET"
-                and is_ours(r.client_algo_id)
-            ):
-                tighter = (
-                    r.trigger_price > track.stop_price
-                    if is_long
-                    else (r.trigger_price < track.stop_price)
-                )
-                if tighter:
-                    track = dataclasses.replace(track, stop_price=r.trigger_price)
-        book.tracks[s] = track
+        book.tracks[s] = self._keep_tighter_resting(s, holding, track, resting)
         book.exits_sent[s] = 0

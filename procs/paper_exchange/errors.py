@@ -48,6 +48,8 @@ MESSAGES: dict[int, str] = {
     -4059: "No need to change position side.",
     -4060: "Invalid position side.",
     -4061: "Order's position side does not match user's setting.",
+    -4067: "Position side cannot be changed if there exists open orders.",
+    -4068: "Position side cannot be changed if there exists position.",
     -4082: "Invalid number of batch place orders.",
     # The digest marks "ClientOrderId is duplicated." unconfirmed; the error-code page has this.
     -4116: "clientOrderId is duplicated",
@@ -129,18 +131,4 @@ def close_position_type(order_type: str) -> ApiError:
     """-4136 for closePosition=true on a type other than STOP_MARKET / TAKE_PROFIT_MARKET."""
     return ApiError(
         400, -4136, f"Target strategy invalid for orderType {order_type},closePosition true"
-    )
-
-
-def hedge_mode_unsupported() -> ApiError:
-    """-1130 for dualSidePosition=true: the paper exchange trades one-way mode only.
-
-    Binance has no code for this (it supports hedge mode), so the message says plainly what the
-    paper exchange cannot do rather than borrowing an unrelated Binance message.
-    """
-    return ApiError(
-        400,
-        -1130,
-        "Data sent for parameter 'dualSidePosition' is not valid: "
-        "the paper exchange supports one-way mode only.",
     )

@@ -45,6 +45,7 @@ _WEIGHTS: dict[tuple[str, str], int] = {
     ("GET", "/fapi/v3/positionRisk"): 5,
     ("GET", "/fapi/v1/userTrades"): 5,
     ("GET", "/fapi/v1/income"): 30,
+    ("GET", "/fapi/v1/positionSide/dual"): 30,  # Binance's "Get Current Position Mode"
     ("POST", "/fapi/v1/order"): 0,
     ("POST", "/fapi/v1/algoOrder"): 0,
     ("POST", "/fapi/v1/countdownCancelAll"): 10,

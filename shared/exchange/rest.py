@@ -65,6 +65,7 @@ ALGO_OPEN_ORDERS_CANCEL = _ep("DELETE", "/fapi/v1/algoOpenOrders")
 LEVERAGE = _ep("POST", "/fapi/v1/leverage")  # sets a value: repeating it is harmless
 MARGIN_TYPE = _ep("POST", "/fapi/v1/marginType")
 LEVERAGE_BRACKET = _ep("GET", "/fapi/v1/leverageBracket")
+POSITION_MODE = _ep("GET", "/fapi/v1/positionSide/dual")
 USER_TRADES = _ep("GET", "/fapi/v1/userTrades")
 INCOME = _ep("GET", "/fapi/v1/income")
 COUNTDOWN = _ep("POST", "/fapi/v1/countdownCancelAll")  # replaces the timer: idempotent
@@ -240,6 +241,11 @@ class ExchangeClient:
     async def leverage_brackets(self, symbol: str) -> b.SymbolBrackets:
         """Return the symbol's leverage tiers (`GET /fapi/v1/leverageBracket`, weight 1)."""
         return await self._get(LEVERAGE_BRACKET, [("symbol", symbol)], b.decode_symbol_brackets)
+
+    async def is_hedge_mode(self) -> bool:
+        """Return whether the account is in hedge mode (`GET /fapi/v1/positionSide/dual`,
+        weight 30); False means one-way mode."""
+        return await self._get(POSITION_MODE, [], b.decode_is_hedge_mode)
 
     async def set_margin_type(self, symbol: str, margin_type: str) -> bool:
         """Set ISOLATED or CROSSED; return False when it already was (-4046 is success)."""

@@ -13,6 +13,8 @@ or JSON (files in run/, readable by an operator).
     GuardLease guard -> trader: the guard protects every position now; renewed after each full
                reconcile that found a resting stop for every position (`Keys.guard_lease`, with a
                PX TTL of `guard.lease_ttl_s`); no lease, no entry
+    GuardPositions guard -> itself after a restart: each position's guard state, one
+               GuardPosition per symbol (file run/guard/positions.json, procs/guard/memory.py)
 """
 
 from __future__ import annotations
@@ -79,6 +81,37 @@ class GuardLease(msgspec.Struct, frozen=True, kw_only=True):
     positions: int  # positions verified protected at renewed_ms
 
 
+class GuardPosition(msgspec.Struct, frozen=True, kw_only=True):
+    """What the guard knows of one position beyond exchange truth (issue 13, hole 12): restored
+    by a restarted guard for the same position (same side, entry within a tick), so a partial
+    take-profit is not taken twice and the holding clock runs from the opening."""
+
+    v: int = SCHEMA_VERSION
+    symbol: str
+    side: str  # "LONG" | "SHORT"
+    entry_price: Decimal  # the exchange's entry price when saved
+    quantity: Decimal  # absolute position size when saved
+    opened_at_ms: int  # UTC ms the position opened (or was first adopted): the holding clock
+    stop_loss_price: Decimal  # the plan's stop
+    take_profit_price: Decimal | None = None  # the plan's take-profit
+    invalidation_price: Decimal | None = None  # the plan's invalidation level
+    best_mark: Decimal  # most favourable mark seen (the trailing stop follows it)
+    stop_price: Decimal  # the carried stop: the plan's, tightened by the trail
+    has_taken_profit: bool = False  # the partial take-profit was executed
+    has_cut_for_liquidation: bool = False  # the liquidation-buffer cut was executed
+    signal_id: str  # protective and exit client ids derive from it
+    plan_id: str = ""  # the trader's ExitPlan in use (its entry client id); "" = default plan
+    exits_sent: int = 0  # exit orders sent (the attempt number of the next exit client id)
+    saved_ms: int  # UTC ms written
+
+
+class GuardPositions(msgspec.Struct, frozen=True, kw_only=True):
+    """The file run/guard/positions.json: every open position's GuardPosition."""
+
+    v: int = SCHEMA_VERSION
+    positions: list[GuardPosition]
+
+
 _msgpack = msgspec.msgpack.Encoder()
 _json = msgspec.json.Encoder()
 _plan = msgspec.msgpack.Decoder(ExitPlan)
@@ -86,6 +119,7 @@ _halt_msgpack = msgspec.msgpack.Decoder(HaltState)
 _halt_json = msgspec.json.Decoder(HaltState)
 _alert = msgspec.msgpack.Decoder(Alert)
 _lease = msgspec.msgpack.Decoder(GuardLease)
+_positions = msgspec.json.Decoder(GuardPositions)
 
 
 def encode(value: ExitPlan | HaltState | Alert | GuardLease) -> bytes:
@@ -93,7 +127,7 @@ def encode(value: ExitPlan | HaltState | Alert | GuardLease) -> bytes:
     return _msgpack.encode(value)
 
 
-def encode_json(value: HaltState) -> bytes:
+def encode_json(value: HaltState | GuardPositions) -> bytes:
     """Return the JSON form (files under run/)."""
     return _json.encode(value)
 
@@ -106,6 +140,11 @@ def decode_plan(raw: bytes) -> ExitPlan:
 def decode_halt(raw: bytes, is_json: bool = False) -> HaltState:
     """Decode a HaltState (msgpack, or JSON from the file); raises msgspec errors."""
     return (_halt_json if is_json else _halt_msgpack).decode(raw)
+
+
+def decode_positions(raw: bytes) -> GuardPositions:
+    """Decode the positions file (JSON); raises msgspec errors."""
+    return _positions.decode(raw)
 
 
 def decode_alert(raw: bytes) -> Alert:

@@ -111,7 +111,7 @@ def _parse(ledger: Ledger, params: p.Params, now_ms: int) -> AlgoOrder:
     spec = ledger.spec(symbol)
     side = p.choice(params, "side", ("BUY", "SELL"), rejected(-1117), None)
     order_type = p.choice(params, "type", CONDITIONAL_TYPES, rejected(-1116), None)
-    p.check_position_side(params)
+    p.check_position_side(params, ledger.is_dual_side)
     tif = p.choice(params, "timeInForce", p.TIME_IN_FORCE, rejected(-1115), "GTC")
     working_type = p.choice(params, "workingType", WORKING_TYPES, rejected(-4031), "CONTRACT_PRICE")
     close_position = p.boolean(params, "closePosition")

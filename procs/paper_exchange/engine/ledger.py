@@ -139,6 +139,9 @@ class Ledger:
         self.margin_calls: set[str] = set()  # "CROSS" or an isolated symbol already warned
         self.events: list[dict[str, Any]] = []
         self.is_started = False
+        # positionSide/dual: hedge mode is held (so a client's check of it can be tested) but
+        # never traded: while it is on, every order is refused -4061 (params.check_position_side).
+        self.is_dual_side = False
         self.last_tick_ms = 0  # 0: no tick yet
         self.last_prune_ms = 0
         self._final_states: dict[int, tuple[Any, dict[str, Any]]] = {}  # id -> (record, state)

@@ -153,9 +153,15 @@ def client_id(params: Params, name: str) -> str | None:
     return value
 
 
-def check_position_side(params: Params) -> None:
-    """Accept only BOTH in one-way mode: LONG/SHORT -4061, anything else -4060."""
+def check_position_side(params: Params, is_dual_side: bool = False) -> None:
+    """Accept only BOTH in one-way mode: LONG/SHORT -4061, anything else -4060. In hedge mode
+    every order is -4061: Binance requires LONG/SHORT there, and the paper exchange does not
+    trade hedge positions (it only holds the mode)."""
     value = text(params, "positionSide")
+    if value not in (None, "BOTH", "LONG", "SHORT"):
+        raise rejected(-4060)
+    if is_dual_side:
+        raise rejected(-4061)
     if value is None or value == "BOTH":
         return
     raise rejected(-4061 if value in ("LONG", "SHORT") else -4060)

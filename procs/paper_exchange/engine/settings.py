@@ -3,7 +3,8 @@
 leverage (1..the first bracket's initialLeverage, -4028; -2027 when the open position exceeds the
 new leverage's notional cap; -2028 when a cross position's extra margin is not available; -4161
 when lowering an isolated position's leverage), marginType (-4046 unchanged, -4047 open orders,
--4048 position), positionSide/dual (one-way only: true is refused, false -4059), symbolConfig,
+-4048 position), positionSide/dual (-4059 unchanged, -4067 open orders, -4068 position; hedge
+mode is held but not traded: every order in it is -4061), symbolConfig,
 accountConfig, multiAssetsMargin, commissionRate, rateLimit/order, countdownCancelAll.
 
 countdownCancelAll keeps one deadline per symbol; the engine tick cancels the symbol's open
@@ -23,7 +24,6 @@ from procs.paper_exchange.engine.specs import fmt_plain, max_leverage, max_notio
 from procs.paper_exchange.engine.trading import cancel_all
 from procs.paper_exchange.errors import (
     ApiError,
-    hedge_mode_unsupported,
     invalid_leverage,
     invalid_value,
     missing_param,
@@ -94,19 +94,26 @@ def post_margin_type(ledger: Ledger, params: p.Params, now_ms: int) -> dict[str,
 
 
 def get_position_side(ledger: Ledger, params: p.Params, now_ms: int) -> dict[str, Any]:
-    """GET /fapi/v1/positionSide/dual: always one-way."""
+    """GET /fapi/v1/positionSide/dual: true in hedge mode, false in one-way mode."""
     ledger.ensure_started(now_ms)
-    return {"dualSidePosition": False}
+    return {"dualSidePosition": ledger.is_dual_side}
 
 
 def post_position_side(ledger: Ledger, params: p.Params, now_ms: int) -> dict[str, Any]:
-    """POST /fapi/v1/positionSide/dual: true is refused (one-way only), false is -4059."""
+    """POST /fapi/v1/positionSide/dual: -4059 unchanged, -4067 with open orders (regular or
+    algo), -4068 with a position."""
     ledger.ensure_started(now_ms)
     if p.text(params, "dualSidePosition") is None:
         raise missing_param("dualSidePosition")
-    if p.boolean(params, "dualSidePosition"):
-        raise hedge_mode_unsupported()
-    raise rejected(-4059)
+    is_dual_side = p.boolean(params, "dualSidePosition")
+    if is_dual_side == ledger.is_dual_side:
+        raise rejected(-4059)
+    if ledger.open_orders() or ledger.open_algos():
+        raise rejected(-4067)
+    if any(position.amount for position in ledger.positions.values()):
+        raise rejected(-4068)
+    ledger.is_dual_side = is_dual_side
+    return dict(SUCCESS)
 
 
 def get_symbol_config(ledger: Ledger, params: p.Params, now_ms: int) -> list[dict[str, Any]]:
@@ -136,7 +143,7 @@ def get_account_config(ledger: Ledger, params: p.Params, now_ms: int) -> dict[st
         "canTrade": True,
         "canDeposit": True,
         "canWithdraw": True,
-        "dualSidePosition": False,
+        "dualSidePosition": ledger.is_dual_side,
         "updateTime": 0,
         "multiAssetsMargin": False,
         "tradeGroupId": -1,

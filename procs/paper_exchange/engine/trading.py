@@ -47,7 +47,7 @@ def parse_order(ledger: Ledger, params: p.Params, now_ms: int) -> tuple[OrderReq
     )
     if order_type in CONDITIONAL_TYPES:
         raise rejected(-4120)
-    p.check_position_side(params)
+    p.check_position_side(params, ledger.is_dual_side)
     reduce_only = p.boolean(params, "reduceOnly")
     qty = p.required_decimal(params, "quantity")
     if order_type == "LIMIT":

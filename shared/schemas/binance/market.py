@@ -1,5 +1,6 @@
 """Binance REST replies about the market and small control replies: errors, server time,
-listenKey, leverage, countdown, exchangeInfo (§5.2), klines (§5.3), premiumIndex (§5.5)."""
+listenKey, leverage, countdown, position mode, exchangeInfo (§5.2), klines (§5.3), premiumIndex
+(§5.5)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,10 @@ class _CountdownWire(Wire, frozen=True):
     countdownTime: str  # countdown in ms, a string on the wire (§5.16)
 
 
+class _PositionModeWire(Wire, frozen=True):
+    dualSidePosition: bool  # true: hedge mode (LONG/SHORT positions), false: one-way (§5.15)
+
+
 class Leverage(Readable, frozen=True, kw_only=True):
     symbol: str
     leverage: int
@@ -108,6 +113,8 @@ decode_countdown = Codec(
     _CountdownWire, lambda w: Countdown(symbol=w.symbol, countdown_ms=int(w.countdownTime))
 )
 decode_code_reply = Codec(ErrorReplyWire, lambda w: str(w.code))
+# GET /fapi/v1/positionSide/dual: True when the account is in hedge mode.
+decode_is_hedge_mode = Codec(_PositionModeWire, lambda w: w.dualSidePosition)
 
 
 # ---- exchangeInfo (§5.2) -------------------------------------------------------------------------

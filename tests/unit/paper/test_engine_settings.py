@@ -90,7 +90,7 @@ def test_margin_type_changes_once_and_refuses_repeats_open_orders_and_positions(
     )
 
 
-def test_position_mode_is_one_way_only() -> None:
+def test_position_mode_is_one_way_by_default_and_unchanged_is_4059() -> None:
     engine, _ = make_engine()
     assert engine.get_position_side_dual({}, T0) == {"dualSidePosition": False}
     assert shape(engine.get_position_side_dual({}, T0)) == shape(
@@ -101,10 +101,30 @@ def test_position_mode_is_one_way_only() -> None:
         -4059,
         "No need to change position side.",
     )
-    status, code, msg = refusal(engine.post_position_side_dual, {"dualSidePosition": "true"})
-    assert (status, code) == (400, -1130)
-    assert "one-way mode only" in msg
     assert refusal(engine.post_position_side_dual, {})[1] == -1102
+
+
+def test_hedge_mode_is_held_and_every_order_in_it_is_4061() -> None:
+    engine, _ = make_engine()
+    ok = engine.post_position_side_dual({"dualSidePosition": "true"}, T0)
+    assert ok == {"code": 200, "msg": "success"}
+    assert engine.get_position_side_dual({}, T0) == {"dualSidePosition": True}
+    assert engine.get_account_config({}, T0)["dualSidePosition"] is True
+    order = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01"}
+    assert refusal(engine.post_order, order)[1] == -4061
+    assert refusal(engine.post_order, {**order, "positionSide": "LONG"})[1] == -4061
+    engine.post_position_side_dual({"dualSidePosition": "false"}, T0)
+    assert engine.get_position_side_dual({}, T0) == {"dualSidePosition": False}
+
+
+def test_position_mode_cannot_change_with_a_position_4068() -> None:
+    engine, _ = make_engine()
+    market_buy(engine, "0.01")
+    assert refusal(engine.post_position_side_dual, {"dualSidePosition": "true"}) == (
+        400,
+        -4068,
+        "Position side cannot be changed if there exists position.",
+    )
 
 
 def test_symbol_config_has_the_documented_shape() -> None:
